@@ -1,0 +1,296 @@
+"""Detector: an ONNX RT-DETR model behind one call, image in, Detections out.
+
+Loading picks the first available execution provider of an ordered preference, reads the file's
+metadata (or falls back for foreign files) and recognises its signature. Each call pre-processes
+into buffers taken from a pool (allocated once per batch size, so concurrent callers never share
+one), runs the session (onnxruntime sessions are safe to run from several threads) and filters
+the outputs with the call's threshold, class allow-list and maximum count.
+"""
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from detr_ros.errors import ConfigError, ModelFileError
+from detr_ros.runtime import contracts
+from detr_ros.runtime.detections import Detections, select
+from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
+from detr_ros.runtime.model_file import check_model_file, file_digest
+from detr_ros.runtime.preprocess import Placement, Preprocessor
+from detr_ros.runtime.providers import (
+    SHORT_NAMES,
+    TensorRTOptions,
+    default_cache_dir,
+    gpu_identity,
+    resolve_providers,
+    tensorrt_provider_options,
+    tensorrt_version,
+)
+
+LOG = logging.getLogger("detr_ros.runtime")
+
+
+def cpu_identity():
+    """Architecture plus a hash of the CPU model and flags: optimised graphs use CPU-specific kernels."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = [platform.processor()]
+    details = sorted({line for line in lines if line.startswith(("model name", "flags", "Features", "CPU part"))})
+    return f"{platform.machine()}-{hashlib.sha256(chr(10).join(details).encode()).hexdigest()[:8]}"
+
+
+class _Workspace:
+    """Input buffers for one batch size: blob [B,3,H,W] float32, sizes [B,2] int64, uint8 canvases."""
+
+    def __init__(self, batch, preprocessor):
+        height, width = preprocessor.input_size
+        self.blob = np.zeros((batch, 3, height, width), np.float32)
+        self.sizes = np.empty((batch, 2), np.int64)
+        self.canvases = preprocessor.new_canvases()
+
+
+class Detector:
+    """Runs an ONNX detection model on numpy images.
+
+    model_path: ONNX file (detr_ros export, official RT-DETR-family export or Ultralytics RT-DETR).
+    providers: ordered preference from "tensorrt", "cuda", "cpu"; the first available one is used.
+    threads: CPU intra-op threads (None: onnxruntime's default, one per physical core).
+    tensorrt_options: dict of TensorRTOptions fields. labels_path: class names, one per line.
+    input_size: (H, W) for graphs with a dynamic image size and no size in their metadata.
+    score_threshold, classes, max_detections: defaults for each call.
+    cache_dir: where optimised graphs and TensorRT engines are kept (default: default_cache_dir()).
+    """
+
+    def __init__(self, model_path, providers=("cpu",), *, threads=None, tensorrt_options=None, labels_path=None,
+                 input_size=None, score_threshold=0.5, classes=None, max_detections=100, device_id=0,
+                 cache_dir=None, cache_optimized_model=True):
+        self.model_path = check_model_file(model_path)
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads={threads!r}, expected a positive integer or None")
+        self.score_threshold, self.classes, self.max_detections = self._call_settings(
+            score_threshold, classes, max_detections)
+        self.model_sha256, has_qdq = file_digest(self.model_path)
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        kept, skipped = resolve_providers(providers, ort.get_available_providers())
+        self._session, failures = self._open_session(kept, threads, tensorrt_options, device_id, has_qdq,
+                                                     cache_optimized_model)
+        skipped.update(failures)
+        self.provider = self._session.get_providers()[0]
+
+        props = self._session.get_modelmeta().custom_metadata_map
+        self._contract = contracts.recognise(self._session.get_inputs(), self._session.get_outputs(),
+                                             self.model_path, props)
+        self.metadata = parse_metadata(props, self.model_path, declared_input_size=self._contract.input_size,
+                                       labels_path=labels_path)
+        if input_size is not None:
+            if self._contract.input_size is not None and tuple(input_size) != self._contract.input_size:
+                raise ConfigError(f"input_size={list(input_size)} but {self.model_path} has a fixed input "
+                                  f"{list(self._contract.input_size)}")
+            self.metadata.input_size = tuple(int(v) for v in input_size)
+        self._complete_class_names()
+        self._output_names = self._contract.output_names(self._session.get_outputs())
+        self._preprocessor = Preprocessor(self.metadata.input_size, self.metadata.resize_mode,
+                                          self.metadata.color_order, self.metadata.scale_factor)
+        self._pool_lock = threading.Lock()
+        self._free_workspaces = {}
+        skipped_text = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        LOG.info("detector %s: %s signature, input %dx%d %s, %d classes, running on %s%s",
+                 self.model_path.name, self._contract.kind, *self.metadata.input_size, self.metadata.resize_mode,
+                 len(self.class_names), self.provider, f" (skipped {skipped_text})" if skipped else "")
+
+    @property
+    def class_names(self):
+        return self.metadata.class_names
+
+    @property
+    def category_ids(self):
+        return self.metadata.category_ids
+
+    @property
+    def input_size(self):
+        """(H, W) of the network input."""
+        return self.metadata.input_size
+
+    @property
+    def signature(self):
+        """"official" or "ultralytics"."""
+        return self._contract.kind
+
+    def class_name(self, class_id):
+        names = self.metadata.class_names
+        return names[class_id] if 0 <= class_id < len(names) else f"class_{class_id}"
+
+    def detect(self, image, color_order="bgr", **settings):
+        """Detections of one image: uint8 [H,W,3] ("bgr"/"rgb"), [H,W,4] ("bgra"/"rgba") or [H,W] ("gray").
+
+        settings: score_threshold, classes, max_detections, timings (see detect_batch).
+        """
+        return self.detect_batch([image], color_order, **settings)[0]
+
+    def detect_batch(self, images, color_orders="bgr", *, score_threshold=None, classes=None, max_detections=None,
+                     timings=None):
+        """Detections of each image, run through the model in batches.
+
+        color_orders: one order for all images or one per image.
+        timings: optional dict; seconds spent are added under preprocess_s, inference_s, postprocess_s.
+        """
+        images = list(images)
+        if isinstance(color_orders, str):
+            color_orders = [color_orders] * len(images)
+        if len(color_orders) != len(images):
+            raise ValueError(f"{len(color_orders)} color orders for {len(images)} images")
+        threshold, allowed, limit = self._call_settings(
+            self.score_threshold if score_threshold is None else score_threshold,
+            self.classes if classes is None else classes,
+            self.max_detections if max_detections is None else max_detections)
+        chunk = self._contract.batch or max(len(images), 1)
+        results = []
+        for start in range(0, len(images), chunk):
+            results += self._run_chunk(images[start:start + chunk], color_orders[start:start + chunk],
+                                       chunk, threshold, allowed, limit, timings)
+        return results
+
+    def _run_chunk(self, images, color_orders, batch, threshold, allowed, limit, timings):
+        started = time.perf_counter()
+        workspace = self._acquire(batch)
+        try:
+            placements = []
+            height, width = self.metadata.input_size
+            for index, (image, order) in enumerate(zip(images, color_orders)):
+                placement = self._preprocessor.fill(workspace.blob[index], image, order, workspace.canvases)
+                if self._contract.kind == "official" and self.metadata.resize_mode == "stretch":
+                    # The graph scales its boxes to orig_target_sizes itself: hand it the source size.
+                    workspace.sizes[index] = (placement.width, placement.height)
+                    placement = Placement.identity(placement.height, placement.width)
+                else:
+                    workspace.sizes[index] = (width, height)
+                placements.append(placement)
+            workspace.blob[len(images):] = 0  # a fixed-batch graph given fewer images
+            workspace.sizes[len(images):] = (width, height)
+            preprocessed = time.perf_counter()
+            outputs = self._session.run(self._output_names, self._contract.feeds(workspace.blob, workspace.sizes))
+        finally:
+            self._release(batch, workspace)
+        inferred = time.perf_counter()
+        boxes, scores, labels = self._contract.decode(outputs, self.metadata.input_size)
+        results = [select(boxes[i], scores[i], labels[i], placements[i], score_threshold=threshold,
+                          classes=allowed, max_detections=limit) for i in range(len(images))]
+        if timings is not None:
+            finished = time.perf_counter()
+            for key, seconds in (("preprocess_s", preprocessed - started), ("inference_s", inferred - preprocessed),
+                                 ("postprocess_s", finished - inferred)):
+                timings[key] = timings.get(key, 0.0) + seconds
+        return results
+
+    def _acquire(self, batch):
+        with self._pool_lock:
+            free = self._free_workspaces.setdefault(batch, [])
+            if free:
+                return free.pop()
+        return _Workspace(batch, self._preprocessor)
+
+    def _release(self, batch, workspace):
+        with self._pool_lock:
+            self._free_workspaces[batch].append(workspace)
+
+    @staticmethod
+    def _call_settings(score_threshold, classes, max_detections):
+        if not 0.0 <= float(score_threshold) <= 1.0:
+            raise ConfigError(f"score_threshold={score_threshold!r}, expected a number in [0, 1]")
+        if not isinstance(max_detections, int) or max_detections < 1:
+            raise ConfigError(f"max_detections={max_detections!r}, expected a positive integer")
+        if classes is not None:
+            classes = np.asarray(list(classes), np.int64)
+        return float(score_threshold), classes, max_detections
+
+    def _complete_class_names(self):
+        num_classes = self._contract.num_classes
+        names = self.metadata.class_names
+        if num_classes is None:
+            return
+        if names and len(names) != num_classes:
+            raise ModelFileError(f"{self.model_path}: {len(names)} class names for a graph with {num_classes} classes")
+        if not names:
+            self.metadata.class_names = [f"class_{i}" for i in range(num_classes)]
+            self.metadata.category_ids = list(range(num_classes))
+
+    def _open_session(self, providers, threads, tensorrt_options, device_id, has_qdq, cache_optimized_model):
+        """The first provider of the list that starts wins; the others fall back in order."""
+        failures = {}
+        trt_options = TensorRTOptions.from_dict(tensorrt_options)
+        for position, provider in enumerate(providers):
+            chain = providers[position:]
+            provider_options = [self._provider_options(p, trt_options, device_id, has_qdq) for p in chain]
+            try:
+                session = self._session_with_cache(chain, provider_options, threads,
+                                                   cache_optimized_model and provider == "CPUExecutionProvider")
+            except ModelFileError:
+                raise
+            except Exception as error:  # onnxruntime raises its own exception types for a failed provider
+                if provider == providers[-1]:
+                    raise ModelFileError(f"{self.model_path}: onnxruntime cannot load it: {error}") from None
+                failures[SHORT_NAMES[provider]] = f"failed to start ({str(error).splitlines()[0]})"
+                continue
+            if session.get_providers()[0] != provider:
+                failures[SHORT_NAMES[provider]] = "failed to start (onnxruntime dropped it)"
+            return session, failures
+        raise AssertionError("resolve_providers returns at least one provider")
+
+    def _provider_options(self, provider, trt_options, device_id, has_qdq):
+        if provider == "TensorrtExecutionProvider":
+            options, notes = tensorrt_provider_options(
+                trt_options, device_id=device_id, model_sha256=self.model_sha256,
+                carries_int8_calibration=has_qdq, trt_version=tensorrt_version(),
+                gpu=gpu_identity(device_id), cache_root=self._cache_dir)
+            for note in notes:
+                LOG.info("detector %s: %s", self.model_path.name, note)
+            return options
+        if provider == "CUDAExecutionProvider":
+            return {"device_id": str(device_id)}
+        return {}
+
+    def _session_options(self, threads):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        return options
+
+    def _session_with_cache(self, providers, provider_options, threads, cache_optimized_model):
+        """A session; on the CPU the optimised graph is saved once and loaded on later starts."""
+        options = self._session_options(threads)
+        if not cache_optimized_model:
+            return ort.InferenceSession(str(self.model_path), options, providers=providers,
+                                        provider_options=provider_options)
+        folder = self._cache_dir / "optimized"
+        cached = folder / f"{self.model_sha256[:16]}-ort{ort.__version__}-{cpu_identity()}.onnx"
+        if cached.is_file():
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return ort.InferenceSession(str(cached), options, providers=providers,
+                                            provider_options=provider_options)
+            except Exception as error:  # a damaged cache entry: rebuild it from the model
+                LOG.warning("detector %s: ignoring damaged optimised-graph cache %s (%s)",
+                            self.model_path.name, cached, str(error).splitlines()[0])
+                cached.unlink(missing_ok=True)
+                options = self._session_options(threads)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"{cached.stem}.{os.getpid()}.{threading.get_ident()}.partial.onnx"
+        options.optimized_model_filepath = str(partial)
+        # onnxruntime warns that the saved graph is specific to this CPU; the cache key says so already.
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(self.model_path), options, providers=providers,
+                                       provider_options=provider_options)
+        if partial.is_file():
+            os.replace(partial, cached)  # atomic: a concurrent start never reads a half-written graph
+        return session

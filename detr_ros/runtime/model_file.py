@@ -1,0 +1,53 @@
+"""Checks on a model file before onnxruntime sees it, and its content hash.
+
+onnxruntime's own messages for a bad file are protobuf parse errors; these checks name the
+path and say what the file is instead (missing, empty, a PyTorch checkpoint, ...).
+"""
+
+import hashlib
+from pathlib import Path
+
+from detr_ros.errors import ModelFileError
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+QDQ_MARKER = b"DequantizeLinear"
+CHUNK_BYTES = 1 << 20
+
+
+def check_model_file(path):
+    """Raise ModelFileError unless path names a non-empty file that could be ONNX."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file does not exist")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: is not a file, expected an ONNX model file")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(4)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not head:
+        raise ModelFileError(f"{path}: is empty, expected an ONNX model")
+    if head == ZIP_MAGIC:
+        raise ModelFileError(
+            f"{path}: is a zip archive (a PyTorch checkpoint?), expected an ONNX model; "
+            "convert a detr_ros checkpoint with `detr-ros export`"
+        )
+    return path
+
+
+def file_digest(path):
+    """(sha256 hex of the file, whether it holds QuantizeLinear/DequantizeLinear nodes).
+
+    ONNX stores op types as plain strings, so scanning the bytes tells whether a graph carries its
+    own INT8 calibration (QDQ) without parsing it; the overlap catches a name split across chunks.
+    """
+    sha = hashlib.sha256()
+    has_qdq = False
+    tail = b""
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            sha.update(chunk)
+            has_qdq = has_qdq or QDQ_MARKER in tail + chunk
+            tail = chunk[-len(QDQ_MARKER):]
+    return sha.hexdigest(), has_qdq

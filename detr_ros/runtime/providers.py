@@ -1,0 +1,185 @@
+"""Execution providers: an ordered preference, TensorRT options and the engine-cache key.
+
+A robot asks for ("tensorrt", "cuda", "cpu"); this onnxruntime build may offer only some of
+them, so the first available one wins and the rest are skipped with a reason. TensorRT builds
+an engine per model, TensorRT version and GPU, so its cache folder is keyed on all three: a new
+model, a TensorRT upgrade or another GPU starts a fresh folder instead of loading a stale engine.
+"""
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from detr_ros.errors import ConfigError
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+SHORT_NAMES = {full: short for short, full in PROVIDER_NAMES.items()}
+
+
+def default_cache_dir():
+    """$DETR_ROS_CACHE, else $XDG_CACHE_HOME/detr_ros, else ~/.cache/detr_ros."""
+    if os.environ.get("DETR_ROS_CACHE"):
+        return Path(os.environ["DETR_ROS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "detr_ros"
+
+
+def resolve_providers(preference, available):
+    """Keep the preferred providers this build offers, in the order asked.
+
+    preference: names such as "tensorrt", "cuda", "cpu" (or full onnxruntime provider names).
+    available: onnxruntime.get_available_providers().
+    Returns (kept full names, {short name: why it was skipped}).
+    """
+    if isinstance(preference, str):
+        preference = [p.strip() for p in preference.split(",") if p.strip()]
+    if not preference:
+        raise ConfigError(f"providers: empty, expected an ordered list from {list(PROVIDER_NAMES)}")
+    kept, skipped = [], {}
+    for name in preference:
+        full = PROVIDER_NAMES.get(name.lower(), name)
+        if full not in SHORT_NAMES:
+            raise ConfigError(f"providers: unknown provider {name!r}, expected names from {list(PROVIDER_NAMES)}")
+        if full in available:
+            if full not in kept:
+                kept.append(full)
+        else:
+            skipped[SHORT_NAMES[full]] = "not available in this onnxruntime build"
+    if not kept:
+        raise ConfigError(
+            f"providers: none of {list(preference)} is available in this onnxruntime build "
+            f"(available: {', '.join(SHORT_NAMES.get(a, a) for a in available)})"
+        )
+    return kept, skipped
+
+
+@dataclass
+class TensorRTOptions:
+    """User-facing TensorRT settings; ``provider_options`` turns them into onnxruntime's keys.
+
+    int8: "auto" runs INT8 when the file carries its calibration (QDQ nodes), True forces it
+    (needs a calibration table for a graph without QDQ nodes), False never.
+    """
+
+    fp16: bool = True
+    int8: object = "auto"
+    int8_calibration_table: str = ""
+    engine_cache: bool = True
+    cache_dir: str = ""
+    workspace_bytes: int = 2 << 30
+    timing_cache: bool = True
+    builder_optimization_level: int = 3
+
+    @classmethod
+    def from_dict(cls, options):
+        options = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"tensorrt_options: unknown keys {unknown}, expected keys from {sorted(known)}")
+        result = cls(**options)
+        if result.int8 not in ("auto", True, False):
+            raise ConfigError(f"tensorrt_options.int8={result.int8!r}, expected 'auto', true or false")
+        if not isinstance(result.workspace_bytes, int) or result.workspace_bytes <= 0:
+            raise ConfigError(f"tensorrt_options.workspace_bytes={result.workspace_bytes!r}, expected a positive integer")
+        if result.builder_optimization_level not in range(6):
+            raise ConfigError(
+                f"tensorrt_options.builder_optimization_level={result.builder_optimization_level!r}, expected 0..5"
+            )
+        return result
+
+
+def tensorrt_version():
+    """The TensorRT library version as "major.minor.patch", or None when TensorRT is not found."""
+    try:
+        import tensorrt  # optional: the Python bindings ship with JetPack and the pip wheels
+
+        return tensorrt.__version__
+    except ImportError:
+        pass
+    for path in filter(None, (ctypes.util.find_library("nvinfer"), "libnvinfer.so.10", "libnvinfer.so.8")):
+        try:
+            return decode_tensorrt_version(ctypes.CDLL(path).getInferLibVersion())
+        except OSError:
+            continue
+    return None
+
+
+def decode_tensorrt_version(code):
+    """getInferLibVersion(): major*10000 + minor*100 + patch since TensorRT 10, major*1000 + ... before."""
+    major_unit = 10000 if code >= 100000 else 1000
+    major, rest = divmod(code, major_unit)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def gpu_identity(device_id=0):
+    """Name and compute capability of a CUDA device through the driver API, or None without one."""
+    path = ctypes.util.find_library("cuda") or "libcuda.so.1"
+    try:
+        cuda = ctypes.CDLL(path)
+    except OSError:
+        return None
+    device = ctypes.c_int()
+    name = ctypes.create_string_buffer(256)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(device), device_id) != 0:
+        return None
+    if cuda.cuDeviceGetName(name, 256, device) != 0:
+        return None
+    # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76
+    cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)
+    cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)
+    return f"{name.value.decode(errors='replace')} sm{major.value}{minor.value}"
+
+
+def engine_cache_key(model_sha256, trt_version, gpu):
+    """Folder name for one model on one TensorRT version and one GPU."""
+    gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
+    gpu_hash = hashlib.sha256(gpu.encode()).hexdigest()[:8]
+    return f"{model_sha256[:16]}-trt{trt_version}-{gpu_slug}-{gpu_hash}"
+
+
+def tensorrt_provider_options(options, *, device_id, model_sha256, carries_int8_calibration, trt_version, gpu, cache_root):
+    """onnxruntime's TensorRT provider options for one model.
+
+    The engine and timing caches are turned off (with the reason returned) when the TensorRT
+    version or the GPU cannot be identified, since an unkeyed cache could hand back a stale engine.
+    Returns (provider options dict of strings, list of notes for the log).
+    """
+    notes = []
+    int8 = carries_int8_calibration if options.int8 == "auto" else bool(options.int8)
+    if int8 and not carries_int8_calibration and not options.int8_calibration_table:
+        raise ConfigError(
+            "tensorrt_options.int8=true but the model carries no INT8 calibration (no QDQ nodes) and no "
+            "int8_calibration_table was given"
+        )
+    result = {
+        "device_id": str(device_id),
+        "trt_fp16_enable": "1" if options.fp16 else "0",
+        "trt_int8_enable": "1" if int8 else "0",
+        "trt_max_workspace_size": str(options.workspace_bytes),
+        "trt_builder_optimization_level": str(options.builder_optimization_level),
+    }
+    if int8 and options.int8_calibration_table:
+        result["trt_int8_calibration_table_name"] = options.int8_calibration_table
+    if options.engine_cache or options.timing_cache:
+        if trt_version is None or gpu is None:
+            notes.append("TensorRT engine and timing caches off: cannot identify the TensorRT version or the GPU")
+        else:
+            folder = Path(options.cache_dir or cache_root) / "tensorrt" / engine_cache_key(model_sha256, trt_version, gpu)
+            folder.mkdir(parents=True, exist_ok=True)
+            if options.engine_cache:
+                result["trt_engine_cache_enable"] = "1"
+                result["trt_engine_cache_path"] = str(folder)
+            if options.timing_cache:
+                result["trt_timing_cache_enable"] = "1"
+                result["trt_timing_cache_path"] = str(folder)
+            notes.append(f"TensorRT cache folder {folder}")
+    return result, notes
