@@ -1,0 +1,42 @@
+"""The environment command is idempotent and fails loudly on an unsupported interpreter."""
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SETUP = REPO_ROOT / "scripts" / "setup_env.sh"
+
+
+def _setup_env(*args, python=None):
+    env = dict(os.environ)
+    if python is not None:
+        env["PYTHON"] = python
+    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_environment_made_by_the_test_command_is_up_to_date():
+    result = _setup_env("--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_unsupported_python_is_refused_before_anything_is_installed(tmp_path):
+    # A real interpreter of an unsupported version (the machine has pyenv's), else a script
+    # that is one in every respect the check looks at.
+    old_python = Path("/root/.pyenv/versions/3.9.18/bin/python3")
+    if not old_python.exists():
+        old_python = tmp_path / "python3.9"
+        old_python.write_text("#!/bin/sh\necho 3.9\n")
+        old_python.chmod(0o755)
+    result = _setup_env(python=str(old_python))
+    assert result.returncode == 1
+    assert "Python 3.9 is not supported" in result.stderr
+    assert "3.10, 3.11 or 3.12" in result.stderr
+
+
+def test_missing_interpreter_is_named():
+    result = _setup_env(python="/nonexistent/python3.11")
+    assert result.returncode == 1
+    assert "no Python interpreter '/nonexistent/python3.11'" in result.stderr
