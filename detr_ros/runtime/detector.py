@@ -47,6 +47,17 @@ def cpu_identity():
     return f"{platform.machine()}-{hashlib.sha256(chr(10).join(details).encode()).hexdigest()[:8]}"
 
 
+def session_options(threads):
+    """All graph optimisations on; threads: intra-op CPU threads, None for onnxruntime's default."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
 class _Workspace:
     """Input buffers for one batch size: blob [B,3,H,W] float32, sizes [B,2] int64, uint8 canvases."""
 
@@ -257,18 +268,9 @@ class Detector:
             return {"device_id": str(device_id)}
         return {}
 
-    def _session_options(self, threads):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        return options
-
     def _session_with_cache(self, providers, provider_options, threads, cache_optimized_model):
         """A session; on the CPU the optimised graph is saved once and loaded on later starts."""
-        options = self._session_options(threads)
+        options = session_options(threads)
         if not cache_optimized_model:
             return ort.InferenceSession(str(self.model_path), options, providers=providers,
                                         provider_options=provider_options)
@@ -283,7 +285,7 @@ class Detector:
                 LOG.warning("detector %s: ignoring damaged optimised-graph cache %s (%s)",
                             self.model_path.name, cached, str(error).splitlines()[0])
                 cached.unlink(missing_ok=True)
-                options = self._session_options(threads)
+                options = session_options(threads)
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{cached.stem}.{os.getpid()}.{threading.get_ident()}.partial.onnx"
         options.optimized_model_filepath = str(partial)

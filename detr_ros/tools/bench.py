@@ -1,0 +1,220 @@
+"""``detr-ros bench MODEL.onnx [--compare OTHER.onnx]``: latency of ONNX models through the runtime.
+
+A model whose signature the runtime knows runs through ``Detector.detect_batch`` on synthetic
+camera frames and is timed per stage: pre-processing, inference, post-processing. Any other graph
+(a plain export of another implementation, say) is fed random inputs of its declared shapes at
+the same image size and timed for inference alone. With --compare the two models alternate within
+the run, so that drift (thermal, other processes) hits both, and ``ratio`` is MODEL's median
+inference latency over OTHER's. No torch here: this runs on the robot too.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from detr_ros.errors import ConfigError, ModelFileError
+from detr_ros.runtime import Detector, contracts
+from detr_ros.runtime.detector import session_options
+from detr_ros.runtime.model_file import check_model_file
+from detr_ros.runtime.providers import resolve_providers
+from detr_ros.synthetic import SceneGenerator
+
+STAGES = ("preprocess", "inference", "postprocess", "total")
+COVERS = {
+    "preprocess": "resize + colour order + scaling of uint8 frames into the input buffer",
+    "inference": "onnxruntime session.run",
+    "postprocess": "threshold, sort, class filter, boxes to source pixels",
+    "total": "one detect_batch call, end to end",
+}
+FOREIGN_COVERS = "session.run only, on random inputs of the declared shapes (no pre/post-processing)"
+
+
+def parse_size(text):
+    """'HxW' -> (H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size {text!r}, expected HEIGHTxWIDTH such as 720x1280") from None
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"size {text!r}, expected positive height and width")
+    return height, width
+
+
+def add_arguments(parser):
+    parser.add_argument("model", type=Path, help="ONNX model to time")
+    parser.add_argument("--compare", type=Path, help="another ONNX graph, timed in alternation with MODEL")
+    parser.add_argument("--providers", default="cpu", help="ordered execution providers, e.g. tensorrt,cuda,cpu")
+    parser.add_argument("--batch", type=int, default=1, help="images per call")
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: onnxruntime's)")
+    parser.add_argument("--iterations", type=int, default=50, help="timed calls per model")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per model first")
+    parser.add_argument("--frame-size", default="720x1280", help="source frames HxW fed to known models")
+    parser.add_argument("--input-size", help="HxW for graphs with a dynamic image size and no metadata")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+
+
+class RuntimeTarget:
+    """A model the runtime knows: timed per stage through Detector.detect_batch."""
+
+    foreign = False
+
+    def __init__(self, path, args, frames):
+        self.detector = Detector(path, args.providers, threads=args.threads, input_size=args.input_size,
+                                 score_threshold=0.3)
+        self.frames = frames
+        self.provider = self.detector.provider
+        self.input_size = self.detector.input_size
+
+    def step(self):
+        timings = {}
+        started = time.perf_counter()
+        self.detector.detect_batch(self.frames, "bgr", timings=timings)
+        timings["total_s"] = time.perf_counter() - started
+        return {stage: timings[f"{stage}_s"] for stage in STAGES}
+
+
+class GraphTarget:
+    """A graph of unknown signature: random inputs of its declared shapes, session.run timed alone."""
+
+    foreign = True
+
+    def __init__(self, session, batch, input_size):
+        self.session = session
+        self.provider = session.get_providers()[0]
+        self.input_size = input_size
+        rng = np.random.default_rng(0)
+        self.feeds = {arg.name: self._random_input(arg, batch, input_size, rng) for arg in session.get_inputs()}
+
+    @staticmethod
+    def _random_input(arg, batch, input_size, rng):
+        shape = []
+        for axis, dim in enumerate(arg.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif axis == 0:
+                shape.append(batch)
+            elif len(arg.shape) == 4 and axis >= 2:
+                shape.append(input_size[axis - 2])
+            else:
+                shape.append(1)
+        if "int" in arg.type:
+            return rng.integers(1, 640, size=shape).astype(np.int64 if "int64" in arg.type else np.int32)
+        dtype = np.float16 if "float16" in arg.type else np.float32
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+
+    def step(self):
+        started = time.perf_counter()
+        self.session.run(None, self.feeds)
+        return {"inference": time.perf_counter() - started}
+
+
+def open_target(path, args, frames, input_size):
+    """RuntimeTarget for a known signature, GraphTarget for anything onnxruntime can load."""
+    check_model_file(path)
+    providers, _ = resolve_providers(args.providers, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(str(path), session_options(args.threads), providers=providers)
+    except Exception as error:  # onnxruntime's own exception types
+        raise ModelFileError(f"{path}: onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
+    try:
+        contracts.recognise(session.get_inputs(), session.get_outputs(), path,
+                            session.get_modelmeta().custom_metadata_map)
+    except ModelFileError:
+        return GraphTarget(session, args.batch, input_size)
+    del session
+    return RuntimeTarget(path, args, frames)
+
+
+def summarise(samples, batch):
+    """samples: {stage: [seconds]} -> {stage: {p50_ms, p90_ms, p99_ms, fps, covers}}."""
+    result = {}
+    for stage, seconds in samples.items():
+        milliseconds = np.asarray(seconds) * 1e3
+        p50, p90, p99 = np.percentile(milliseconds, [50, 90, 99])
+        result[stage] = {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4),
+                         "p99_ms": round(float(p99), 4), "fps": round(float(batch * 1e3 / milliseconds.mean()), 2)}
+    return result
+
+
+def run_alternating(targets, iterations, warmup):
+    """Each iteration runs every target once, in an order that alternates, so drift hits all of them."""
+    for _ in range(warmup):
+        for target in targets:
+            target.step()
+    samples = [{} for _ in targets]
+    for iteration in range(iterations):
+        order = range(len(targets)) if iteration % 2 == 0 else reversed(range(len(targets)))
+        for index in order:
+            for stage, seconds in targets[index].step().items():
+                samples[index].setdefault(stage, []).append(seconds)
+    return samples
+
+
+def format_table(report):
+    settings = report["settings"]
+    lines = [f"detr-ros bench: batch {settings['batch']}, threads {settings['threads'] or 'default'}, "
+             f"{settings['iterations']} timed iterations after {settings['warmup']} warm-up"
+             f"{', models alternating' if 'compare' in report else ''}; known models get "
+             f"{settings['frame_size'][0]}x{settings['frame_size'][1]} BGR synthetic frames",
+             f"{'model':<32} {'provider':<10} {'stage':<12} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'fps':>8}  covers"]
+    for role in ("model", "compare"):
+        if role not in report:
+            continue
+        entry = report[role]
+        name = Path(entry["path"]).name + (" (foreign)" if entry["foreign"] else "")
+        provider = entry["provider"].replace("ExecutionProvider", "")
+        for stage, figures in entry["stages"].items():
+            covers = FOREIGN_COVERS if entry["foreign"] else COVERS[stage]
+            lines.append(f"{name:<32.32} {provider:<10} {stage:<12} {figures['p50_ms']:>9.2f} "
+                         f"{figures['p90_ms']:>9.2f} {figures['p99_ms']:>9.2f} {figures['fps']:>8.2f}  {covers}")
+            name = provider = ""
+    if "pre_post_share_of_inference" in report["model"]:
+        lines.append(f"pre + post-processing / inference (p50) of MODEL: "
+                     f"{100 * report['model']['pre_post_share_of_inference']:.2f}%")
+    if "ratio" in report:
+        lines.append(f"ratio = MODEL / OTHER median inference latency: {report['ratio']:.3f}")
+    return "\n".join(lines)
+
+
+def benchmark(args):
+    """Run the benchmark described by parsed arguments; returns the report dict."""
+    if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
+        raise ConfigError("--batch and --iterations must be positive and --warmup not negative")
+    frame_height, frame_width = parse_size(args.frame_size)
+    args.input_size = parse_size(args.input_size) if args.input_size else None
+    generator = SceneGenerator(frame_width, frame_height, seed=0)
+    frames = [generator.image(index)[0] for index in range(args.batch)]
+    model = open_target(args.model, args, frames, args.input_size or (640, 640))
+    targets = [model]
+    if args.compare is not None:
+        targets.append(open_target(args.compare, args, frames, model.input_size or args.input_size or (640, 640)))
+    samples = run_alternating(targets, args.iterations, args.warmup)
+    report = {"settings": {"batch": args.batch, "threads": args.threads, "providers": args.providers,
+                           "iterations": args.iterations, "warmup": args.warmup,
+                           "frame_size": [frame_height, frame_width]}}
+    for role, target, target_samples in zip(("model", "compare"), targets, samples):
+        stages = summarise(target_samples, args.batch)
+        report[role] = {"path": str(args.model if role == "model" else args.compare), "foreign": target.foreign,
+                        "provider": target.provider, "input_size": list(target.input_size or ()),
+                        "stages": stages,
+                        "covers": {s: FOREIGN_COVERS if target.foreign else COVERS[s] for s in stages}}
+        if not target.foreign:
+            report[role]["pre_post_share_of_inference"] = round(
+                (stages["preprocess"]["p50_ms"] + stages["postprocess"]["p50_ms"]) / stages["inference"]["p50_ms"], 5)
+    if len(targets) == 2:
+        report["ratio"] = round(report["model"]["stages"]["inference"]["p50_ms"]
+                                / report["compare"]["stages"]["inference"]["p50_ms"], 4)
+    return report
+
+
+def run(args):
+    report = benchmark(args)
+    print(format_table(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
