@@ -1,0 +1,296 @@
+"""The ``detector`` node: camera images in, vision_msgs/Detection2DArray out.
+
+Subscription callbacks only decode a message and leave the frame in its camera's slot; one
+worker thread takes every waiting frame (one per camera), runs them through the model as one
+batch and publishes, so a slow model drops old frames instead of building up latency.
+
+Per camera ``<ns>/<name>``: ``<ns>/detections`` (every processed frame, empty or not),
+``<ns>/label_info`` (transient local), ``<ns>/debug_image`` (only while subscribed);
+plus ``/diagnostics`` about once a second.
+"""
+
+import dataclasses
+import sys
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.ros import messages
+from detr_ros.ros.debug_image import draw_detections
+from detr_ros.ros.detector_parameters import (
+    PARAMETERS,
+    SPECS,
+    STRING_ARRAY,
+    cameras_from,
+    class_ids_from,
+    default_model_path,
+    tensorrt_options,
+)
+from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
+from detr_ros.ros.latest_frames import Frame, LatestFrames
+from detr_ros.ros.node_statistics import StreamStatistics
+from detr_ros.runtime import Detector
+
+NODE_NAME = "detr_detector"
+DIAGNOSTICS_PERIOD_S = 1.0
+WARNING_THROTTLE_S = 5.0
+RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "publish_debug_image", "class_id_format",
+                    "frame_id")
+# Outputs are reliable so that reliable and best-effort subscribers (rviz defaults to reliable) both match.
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LABEL_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DEBUG_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The parameters that may change while running; replaced whole, so the worker reads a consistent set."""
+
+    score_threshold: float
+    class_ids: object  # list of allowed class indices, or None for all
+    max_detections: int
+    publish_debug_image: bool
+    class_id_format: str
+    frame_id: str
+
+
+@dataclasses.dataclass
+class Camera:
+    topics: object  # detector_parameters.CameraTopics
+    statistics: StreamStatistics
+    detections: object  # publishers
+    label_info: object
+    debug_image: object
+    subscription: object = None
+
+
+def _descriptor(spec):
+    descriptor = ParameterDescriptor(description=f"{spec.description} ({spec.allowed()})", read_only=spec.read_only)
+    if spec.low is not None and isinstance(spec.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high)]
+    elif spec.low is not None:
+        descriptor.integer_range = [IntegerRange(from_value=spec.low, to_value=spec.high)]
+    return descriptor
+
+
+class DetectorNode(Node):
+    """Loads the model named by the parameters and serves every configured camera."""
+
+    def __init__(self, **node_options):
+        super().__init__(NODE_NAME, **node_options)
+        values = self._declare_parameters()
+        self._cameras_topics = cameras_from(values["image_topics"], values["compressed"])
+        self._detector = Detector(
+            values["model_path"] or default_model_path(),
+            providers=values["providers"],
+            threads=values["threads"] or None,
+            tensorrt_options=tensorrt_options(values),
+            labels_path=values["labels_path"] or None,
+            device_id=values["device_id"],
+        )
+        self._settings = self._settings_from(values)
+        self._frames = LatestFrames(len(self._cameras_topics))
+        input_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=values["qos_depth"],
+            reliability=ReliabilityPolicy.RELIABLE if values["qos_reliability"] == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT,
+        )
+        try:
+            self._cameras = [self._create_camera(index, topics, input_qos)
+                             for index, topics in enumerate(self._cameras_topics)]
+        except NameValidationException as error:
+            raise ConfigError(f"image_topics: {error}") from None
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._publish_label_info()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name="detr_detector_worker", daemon=True)
+        self._worker.start()
+        inputs = ", ".join(f"{c.subscription.topic_name} ({'compressed' if c.topics.compressed else 'raw'})"
+                           for c in self._cameras)
+        self.get_logger().info(
+            f"model {self._detector.model_path} ({len(self._detector.class_names)} classes) on "
+            f"{self._detector.provider}; listening to {inputs}"
+        )
+
+    def _create_camera(self, index, topics, input_qos):
+        camera = Camera(
+            topics=topics,
+            statistics=StreamStatistics(time.monotonic_ns()),
+            detections=self.create_publisher(Detection2DArray, topics.detections, OUTPUT_QOS),
+            label_info=self.create_publisher(LabelInfo, topics.label_info, LABEL_INFO_QOS),
+            debug_image=self.create_publisher(Image, topics.debug_image, DEBUG_IMAGE_QOS),
+        )
+        message_type = CompressedImage if topics.compressed else Image
+        camera.subscription = self.create_subscription(
+            message_type, topics.image, self._make_callback(index, camera), input_qos)
+        return camera
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def _declare_parameters(self):
+        """Declare every parameter and check the start values; ConfigError names the first bad one."""
+        values = {}
+        for spec in PARAMETERS:
+            default = Parameter.Type.STRING_ARRAY if spec.default == STRING_ARRAY else spec.default
+            try:
+                self.declare_parameter(spec.name, default, _descriptor(spec))
+                value = self.get_parameter(spec.name).value
+            except ParameterException as error:
+                # rclpy refuses wrong types and out-of-range numbers itself; keep its detail, add ours.
+                if spec.default == STRING_ARRAY and self.has_parameter(spec.name):
+                    value = None  # a list declared without a default and not set (newer rclpy raises here)
+                else:
+                    raise ConfigError(f"parameter {spec.name}: {error}; expected {spec.allowed()}") from None
+            problem = spec.problem(value) if value is not None else None
+            if problem:
+                raise ConfigError(f"parameter {spec.name}: {problem}")
+            values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+        return values
+
+    def _settings_from(self, values, current=None):
+        """Settings from parameter values: all of them at start, the changed ones over ``current`` later."""
+        fields = {name: values[name] for name in RUNTIME_SETTINGS if name in values and name != "classes"}
+        if "classes" in values:
+            fields["class_ids"] = class_ids_from(values["classes"], self._detector.class_names)
+        return Settings(**fields) if current is None else dataclasses.replace(current, **fields)
+
+    def _on_set_parameters(self, parameters):
+        """Apply runtime changes, or refuse the whole set with the reason."""
+        values = {}
+        for parameter in parameters:
+            spec = SPECS.get(parameter.name)
+            if spec is None:
+                continue  # e.g. use_sim_time, handled by rclpy
+            value = parameter.value
+            problem = spec.problem(value) if value is not None else None
+            if problem:
+                return SetParametersResult(successful=False, reason=f"{parameter.name}: {problem}")
+            values[parameter.name] = list(value) if isinstance(value, (list, tuple)) else value
+        try:
+            settings = self._settings_from(values, self._settings)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        threshold_changed = settings.score_threshold != self._settings.score_threshold
+        self._settings = settings
+        if values:
+            self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        if threshold_changed:
+            self._publish_label_info()
+        return SetParametersResult(successful=True)
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def _make_callback(self, index, camera):
+        decode = decode_compressed_message if camera.topics.compressed else decode_image_message
+
+        def on_image(msg):
+            received_ns = time.monotonic_ns()
+            camera.statistics.count_received()
+            try:
+                image, color_order = decode(msg)
+            except ImageMessageError as error:
+                camera.statistics.count_rejected()
+                self.get_logger().warning(
+                    f"rejected a message on {camera.topics.image}: {error}", throttle_duration_sec=WARNING_THROTTLE_S
+                )
+                return
+            if self._frames.put(Frame(index, image, color_order, msg.header, received_ns)):
+                camera.statistics.count_dropped()
+
+        return on_image
+
+    # -- inference and output ---------------------------------------------------------------------
+
+    def _work(self):
+        while True:
+            frames = self._frames.take()
+            if not frames:
+                return  # closed
+            settings = self._settings
+            try:
+                found = self._detector.detect_batch(
+                    [f.image for f in frames],
+                    [f.color_order for f in frames],
+                    score_threshold=settings.score_threshold,
+                    classes=settings.class_ids,
+                    max_detections=settings.max_detections,
+                )
+            except Exception as error:  # a failed run (e.g. GPU out of memory) must not end the worker
+                self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
+                continue
+            for frame, detections in zip(frames, found):
+                self._publish_detections(frame, detections, settings)
+
+    def _publish_detections(self, frame, detections, settings):
+        camera = self._cameras[frame.camera]
+        names = self._detector.class_names
+        header = messages.copy_header(frame.header, settings.frame_id)
+        camera.detections.publish(messages.detection_array(
+            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format))
+        published_ns = time.monotonic_ns()
+        stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
+        camera.statistics.record_published(published_ns - frame.received_ns,
+                                           self.get_clock().now().nanoseconds - stamp_ns)
+        if settings.publish_debug_image and camera.debug_image.get_subscription_count() > 0:
+            labels = [messages.class_label(c, names, "name") for c in detections.class_ids.tolist()]
+            drawn = draw_detections(frame.image, frame.color_order, detections.boxes, detections.scores,
+                                    detections.class_ids, labels)
+            camera.debug_image.publish(messages.image_message(header, drawn, "rgb8"))
+
+    def _publish_label_info(self):
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._settings.frame_id)
+        message = messages.label_info(header, self._detector.class_names, self._settings.score_threshold)
+        for camera in self._cameras:
+            camera.label_info.publish(message)
+
+    def _publish_diagnostics(self):
+        now_ns = time.monotonic_ns()
+        array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
+        for camera in self._cameras:
+            summary = camera.statistics.summary(now_ns)
+            array.status.append(messages.stream_status(
+                f"{self.get_name()}: {camera.subscription.topic_name}", self.get_fully_qualified_name(), summary,
+                self._detector.provider))
+        self._diagnostics.publish(array)
+
+    def stop(self):
+        """Let the worker finish its batch and end; called before the node is destroyed."""
+        self._frames.close()
+        self._worker.join(timeout=10.0)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DetectorNode()
+        rclpy.spin(node)
+    except DetrRosError as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The detector node's parameters: one table gives each its default, description, limits and
+whether it can change at runtime; plain functions check values and map camera topics.
+
+Everything here works without a ROS context, so the checks are tested directly and the
+launch file and config/detector.yaml are compared against the same table.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from detr_ros.errors import ConfigError
+
+PACKAGE = "detr_ros"
+SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
+PROVIDERS = ("tensorrt", "cuda", "cpu")
+RELIABILITIES = ("best_effort", "reliable")
+CLASS_ID_FORMATS = ("index", "name")
+INT8_MODES = ("auto", "true", "false")
+STRING_ARRAY = "string_array"  # marks a list parameter declared without a default value
+
+
+def default_model_path():
+    """The shipped model: in the ament share folder, the pip install prefix, or the source tree."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE, print_warning=False)) / SHIPPED_MODEL)
+    except (ImportError, LookupError, OSError):  # not installed through ament, or AMENT_PREFIX_PATH unset
+        pass
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE / SHIPPED_MODEL)  # pip's data_files
+    candidates.append(Path(__file__).resolve().parents[2] / SHIPPED_MODEL)  # a source checkout
+    return str(next((path for path in candidates if path.is_file()), candidates[0]))
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: its default decides the ROS type (STRING_ARRAY: a list that starts unset).
+
+    low/high: inclusive range of a number; choices: allowed strings (for a list, of each item).
+    """
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = True
+    low: object = None
+    high: object = None
+    choices: tuple = ()
+
+    def allowed(self):
+        """The allowed values in words, for error messages and the parameter descriptor."""
+        if self.choices:
+            items = ", ".join(self.choices)
+            return f"a list of {items}" if isinstance(self.default, list) else f"one of {items}"
+        if self.low is not None:
+            kind = "an integer" if isinstance(self.default, int) else "a number"
+            return f"{kind} in [{self.low}, {self.high}]"
+        if self.default == STRING_ARRAY or isinstance(self.default, list):
+            return "a list of strings"
+        return {bool: "true or false", str: "a string"}[type(self.default)]
+
+    def problem(self, value):
+        """Why ``value`` is not acceptable (None when it is)."""
+        if self.choices:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            wrong = [v for v in values if v not in self.choices]
+            if wrong or (isinstance(self.default, list) and not values):
+                return f"got {value!r}, expected {self.allowed()}"
+        if self.low is not None and not self.low <= value <= self.high:
+            return f"got {value!r}, expected {self.allowed()}"
+        return None
+
+
+PARAMETERS = (
+    ParameterSpec("model_path", "", "ONNX model file (detr_ros export, official RT-DETR or Ultralytics RT-DETR); "
+                  "empty: the shipped synthetic-scenes model"),
+    ParameterSpec("labels_path", "", "class names, one per line, overriding those in the model file; empty: none"),
+    ParameterSpec("providers", list(PROVIDERS), "execution providers in order of preference; the first one "
+                  "available in this onnxruntime build is used", choices=PROVIDERS),
+    ParameterSpec("device_id", 0, "GPU index for the TensorRT and CUDA providers", low=0, high=64),
+    ParameterSpec("threads", 0, "CPU inference threads; 0: onnxruntime's default (one per physical core)",
+                  low=0, high=256),
+    ParameterSpec("tensorrt.fp16", True, "TensorRT: allow FP16 kernels"),
+    ParameterSpec("tensorrt.int8", "auto", "TensorRT INT8: auto (when the model carries its calibration), "
+                  "true or false", choices=INT8_MODES),
+    ParameterSpec("tensorrt.int8_calibration_table", "", "TensorRT: calibration table for INT8 without QDQ nodes"),
+    ParameterSpec("tensorrt.engine_cache", True, "TensorRT: keep built engines, keyed on model, TensorRT and GPU"),
+    ParameterSpec("tensorrt.timing_cache", True, "TensorRT: keep the kernel timing cache"),
+    ParameterSpec("tensorrt.cache_dir", "", "TensorRT cache folder; empty: $DETR_ROS_CACHE or ~/.cache/detr_ros"),
+    ParameterSpec("tensorrt.workspace_mb", 2048, "TensorRT builder workspace in MiB", low=64, high=65536),
+    ParameterSpec("tensorrt.builder_optimization_level", 3, "TensorRT builder optimisation level", low=0, high=5),
+    ParameterSpec("score_threshold", 0.5, "minimum score of a published detection", read_only=False,
+                  low=0.0, high=1.0),
+    ParameterSpec("classes", STRING_ARRAY, "class names (or indices) to publish; unset or empty: all classes",
+                  read_only=False),
+    ParameterSpec("max_detections", 100, "most detections published per frame, best first", read_only=False,
+                  low=1, high=1000),
+    ParameterSpec("image_topics", ["image"], "input image topics, one per camera; a camera <ns>/<name> publishes "
+                  "<ns>/detections, <ns>/label_info and <ns>/debug_image; a topic ending in /compressed is read "
+                  "as sensor_msgs/CompressedImage"),
+    ParameterSpec("compressed", False, "read every camera as sensor_msgs/CompressedImage on <topic>/compressed "
+                  "(the image_transport convention)"),
+    ParameterSpec("qos_reliability", "best_effort", "input subscription reliability", choices=RELIABILITIES),
+    ParameterSpec("qos_depth", 1, "input subscription queue depth; 1 keeps only the newest frame", low=1, high=1000),
+    ParameterSpec("publish_debug_image", True, "publish debug_image (computed only while someone subscribes)",
+                  read_only=False),
+    ParameterSpec("class_id_format", "index", "ObjectHypothesis.class_id as the class index or the class name",
+                  read_only=False, choices=CLASS_ID_FORMATS),
+    ParameterSpec("frame_id", "", "frame_id for the outputs; empty: the source image's frame_id", read_only=False),
+)
+SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """Topics of one camera. ``image`` is what the node subscribes to."""
+
+    image: str
+    compressed: bool
+    detections: str
+    label_info: str
+    debug_image: str
+
+
+def camera_topics(image_topic, compressed):
+    """Map an input topic to its camera's topics: ``<ns>/<name>`` -> ``<ns>/detections`` etc.
+
+    A topic ending in ``/compressed`` is a compressed camera whatever ``compressed`` says; with
+    ``compressed`` true, ``<ns>/<name>`` is read from ``<ns>/<name>/compressed``.
+    """
+    base = image_topic.rstrip("/")
+    if base.endswith("/compressed"):
+        base, compressed = base[: -len("/compressed")], True
+    if not base or base.endswith(("/", "~")):
+        raise ConfigError(f"image_topics: {image_topic!r} is not an image topic name, expected e.g. 'camera/image_raw'")
+    prefix = base[: base.rfind("/") + 1]
+    return CameraTopics(
+        image=f"{base}/compressed" if compressed else base,
+        compressed=compressed,
+        detections=f"{prefix}detections",
+        label_info=f"{prefix}label_info",
+        debug_image=f"{prefix}debug_image",
+    )
+
+
+def cameras_from(image_topics, compressed):
+    """CameraTopics for each topic; two cameras whose outputs would collide are refused."""
+    if not image_topics:
+        raise ConfigError("image_topics: empty, expected at least one image topic")
+    cameras = [camera_topics(topic, compressed) for topic in image_topics]
+    seen = {}
+    for topic, camera in zip(image_topics, cameras):
+        if camera.detections in seen:
+            raise ConfigError(
+                f"image_topics: {seen[camera.detections]!r} and {topic!r} would both publish {camera.detections}; "
+                "expected each camera in its own namespace"
+            )
+        seen[camera.detections] = topic
+    return cameras
+
+
+def class_ids_from(classes, class_names):
+    """Allow-list of class indices from names or index strings; None (all classes) when empty."""
+    if not classes:
+        return None
+    ids = []
+    for entry in classes:
+        if entry in class_names:
+            ids.append(class_names.index(entry))
+        elif entry.isdigit() and int(entry) < len(class_names):
+            ids.append(int(entry))
+        else:
+            raise ConfigError(
+                f"classes: {entry!r} is not a class of this model, expected names from {list(class_names)} "
+                f"or indices 0..{len(class_names) - 1}"
+            )
+    return ids
+
+
+def tensorrt_options(values):
+    """The runtime's tensorrt_options dict from the ``tensorrt.*`` parameter values (name -> value)."""
+    return {
+        "fp16": values["tensorrt.fp16"],
+        "int8": {"auto": "auto", "true": True, "false": False}[values["tensorrt.int8"]],
+        "int8_calibration_table": values["tensorrt.int8_calibration_table"],
+        "engine_cache": values["tensorrt.engine_cache"],
+        "timing_cache": values["tensorrt.timing_cache"],
+        "cache_dir": os.path.expanduser(values["tensorrt.cache_dir"]),
+        "workspace_bytes": values["tensorrt.workspace_mb"] << 20,
+        "builder_optimization_level": values["tensorrt.builder_optimization_level"],
+    }

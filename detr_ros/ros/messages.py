@@ -1,0 +1,116 @@
+"""ROS messages built from plain arrays: detections, label info, diagnostics, images.
+
+Message classes need no running ROS context, so tests call these directly.
+"""
+
+import array
+import math
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
+
+from detr_ros.ros.image_conversion import encode_compressed, encode_image
+
+CLASS_ID_FORMATS = ("index", "name")
+
+
+def copy_header(header, frame_id=""):
+    """A new std_msgs/Header with the source stamp and frame_id (or ``frame_id`` when given)."""
+    return Header(stamp=header.stamp, frame_id=frame_id or header.frame_id)
+
+
+def class_label(class_id, class_names, class_id_format):
+    """The ObjectHypothesis.class_id string: the training-class index, or its name."""
+    if class_id_format == "name" and 0 <= class_id < len(class_names):
+        return class_names[class_id]
+    return str(class_id)
+
+
+def detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index"):
+    """Detection2DArray for one frame.
+
+    header: std_msgs/Header already carrying the published stamp and frame_id.
+    boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
+    Each detection gets the same header, a centre/size box, one hypothesis and ``id`` = its
+    rank in this frame ("0" is the highest score).
+    """
+    result = Detection2DArray(header=header)
+    for rank, ((x0, y0, x1, y1), score, class_id) in enumerate(zip(boxes.tolist(), scores.tolist(), class_ids.tolist())):
+        detection = Detection2D(header=header, id=str(rank))
+        detection.bbox.center.position.x = (x0 + x1) / 2.0
+        detection.bbox.center.position.y = (y0 + y1) / 2.0
+        detection.bbox.size_x = x1 - x0
+        detection.bbox.size_y = y1 - y0
+        hypothesis = ObjectHypothesis(class_id=class_label(class_id, class_names, class_id_format), score=score)
+        detection.results.append(ObjectHypothesisWithPose(hypothesis=hypothesis))
+        result.detections.append(detection)
+    return result
+
+
+def label_info(header, class_names, threshold):
+    """vision_msgs/LabelInfo: class index -> name, and the score threshold in force."""
+    class_map = [VisionClass(class_id=index, class_name=name) for index, name in enumerate(class_names)]
+    return LabelInfo(header=header, class_map=class_map, threshold=float(threshold))
+
+
+def _milliseconds(value):
+    return "n/a" if math.isnan(value) else f"{value:.1f}"
+
+
+def stream_status(name, hardware_id, summary, provider):
+    """DiagnosticStatus of one camera stream from a node_statistics.StreamSummary."""
+    if summary.received_total == 0 or summary.input_hz == 0.0:
+        level, message = DiagnosticStatus.WARN, "no images received"
+    elif summary.rejected_in_period:
+        level, message = DiagnosticStatus.WARN, f"rejected {summary.rejected_in_period} malformed images"
+    else:
+        level, message = DiagnosticStatus.OK, "detecting"
+    values = {
+        "input_rate_hz": f"{summary.input_hz:.2f}",
+        "output_rate_hz": f"{summary.output_hz:.2f}",
+        "latency_p50_ms": _milliseconds(summary.latency_p50_ms),
+        "latency_p99_ms": _milliseconds(summary.latency_p99_ms),
+        "frame_age_p50_ms": _milliseconds(summary.age_p50_ms),
+        "frame_age_max_ms": _milliseconds(summary.age_max_ms),
+        "received": str(summary.received_total),
+        "published": str(summary.published_total),
+        "dropped": str(summary.dropped_total),
+        "rejected": str(summary.rejected_total),
+        "provider": provider,
+    }
+    return DiagnosticStatus(
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=key, value=value) for key, value in values.items()],
+    )
+
+
+def _byte_array(payload):
+    data = array.array("B")
+    data.frombytes(payload)  # one copy; assigning bytes to a message field checks every byte in Python
+    return data
+
+
+def image_message(header, rgb, encoding):
+    """sensor_msgs/Image of an RGB uint8 [H, W, 3] array in any supported encoding."""
+    payload, step = encode_image(rgb, encoding)
+    return Image(
+        header=header, height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0, step=step,
+        data=_byte_array(payload),
+    )
+
+
+def compressed_image_message(header, rgb, format_field):
+    """sensor_msgs/CompressedImage ('jpeg' or 'png') of an RGB uint8 [H, W, 3] array."""
+    return CompressedImage(header=header, format=format_field, data=_byte_array(encode_compressed(rgb, format_field)))

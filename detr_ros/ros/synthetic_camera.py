@@ -1,0 +1,124 @@
+"""The ``synthetic_camera`` node: a synthetic scene video with its ground truth, for demos and tests.
+
+Publishes frame after frame of ``detr_ros.synthetic.SceneVideo`` at ``rate`` Hz on ``image``
+(sensor_msgs/Image in ``encoding``) or, for encoding jpeg/png, on ``image/compressed``
+(sensor_msgs/CompressedImage, the image_transport convention). Each frame's ground truth
+goes to ``ground_truth`` as a vision_msgs/Detection2DArray with the same header: boxes in
+pixels, class_id = training-class index, score 1.
+"""
+
+import sys
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.ros import messages
+from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
+from detr_ros.synthetic.video import SceneVideo
+
+NODE_NAME = "synthetic_camera"
+# Linger after the last frame so that reliable subscribers receive it before the process exits.
+LINGER_S = 1.0
+
+
+def ground_truth_message(header, annotations):
+    """Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index, score 1."""
+    if annotations:
+        boxes = np.array([a.box for a in annotations], np.float64)
+        class_ids = np.array([a.class_index for a in annotations], np.int64)
+    else:
+        boxes, class_ids = np.zeros((0, 4)), np.zeros(0, np.int64)
+    return messages.detection_array(header, boxes, np.ones(len(annotations)), class_ids, [], "index")
+
+
+class SyntheticCamera(Node):
+    def __init__(self, **node_options):
+        super().__init__(NODE_NAME, **node_options)
+        side = IntegerRange(from_value=16, to_value=MAX_IMAGE_SIDE)
+        self.declare_parameter("width", 640, ParameterDescriptor(description="image width in pixels",
+                                                                 integer_range=[side], read_only=True))
+        self.declare_parameter("height", 480, ParameterDescriptor(description="image height in pixels",
+                                                                  integer_range=[side], read_only=True))
+        self.declare_parameter("rate", 10.0, ParameterDescriptor(
+            description="frames per second", read_only=True,
+            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)]))
+        self.declare_parameter("seed", 0, ParameterDescriptor(description="scene seed", read_only=True))
+        self.declare_parameter("frames", 0, ParameterDescriptor(
+            description="frames to publish before exiting; 0: run until stopped", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1)]))
+        self.declare_parameter("encoding", "rgb8", ParameterDescriptor(
+            description=f"Image encoding ({', '.join(SUPPORTED_ENCODINGS)}) or a CompressedImage format "
+                        f"({', '.join(COMPRESSED_FORMATS)})", read_only=True))
+        self.declare_parameter("frame_id", "camera", ParameterDescriptor(description="header frame_id",
+                                                                         read_only=True))
+        self.encoding = self.get_parameter("encoding").value
+        if self.encoding not in SUPPORTED_ENCODINGS + COMPRESSED_FORMATS:
+            raise ConfigError(f"parameter encoding: got {self.encoding!r}, expected one of "
+                             f"{', '.join(SUPPORTED_ENCODINGS + COMPRESSED_FORMATS)}")
+        width, height = self.get_parameter("width").value, self.get_parameter("height").value
+        self.video = SceneVideo(width, height, self.get_parameter("seed").value)
+        self.frames = self.get_parameter("frames").value
+        self.frame_id = self.get_parameter("frame_id").value
+        self.index = 0
+        self.done = False
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        if self.encoding in COMPRESSED_FORMATS:
+            self.image_publisher = self.create_publisher(CompressedImage, "image/compressed", qos)
+        else:
+            self.image_publisher = self.create_publisher(Image, "image", qos)
+        self.truth_publisher = self.create_publisher(Detection2DArray, "ground_truth", QoSProfile(depth=10))
+        self.timer = self.create_timer(1.0 / self.get_parameter("rate").value, self.publish_frame)
+        self.get_logger().info(f"publishing {width}x{height} {self.encoding} on {self.image_publisher.topic_name} "
+                               f"at {self.get_parameter('rate').value} Hz, ground truth on "
+                               f"{self.truth_publisher.topic_name}")
+
+    def publish_frame(self):
+        bgr, annotations = self.video.frame(self.index)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        if self.encoding in COMPRESSED_FORMATS:
+            image = messages.compressed_image_message(header, rgb, self.encoding)
+        else:
+            image = messages.image_message(header, rgb, self.encoding)
+        # Ground truth first: a subscriber that pairs by stamp has it when the detections come back.
+        self.truth_publisher.publish(ground_truth_message(header, annotations))
+        self.image_publisher.publish(image)
+        self.index += 1
+        if self.frames and self.index >= self.frames:
+            self.timer.cancel()
+            self.done = True
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SyntheticCamera()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        for _ in range(int(LINGER_S / 0.1)):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (DetrRosError, ParameterException) as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
