@@ -107,6 +107,17 @@ def _ultralytics_names(props):
     return []
 
 
+def parse_size(text):
+    """'HxW' as given on a command line -> (H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size {text!r}, expected HEIGHTxWIDTH such as 720x1280") from None
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"size {text!r}, expected positive height and width")
+    return height, width
+
+
 def read_labels_file(labels_path):
     """One class name per line, in training-class order; blank lines are ignored."""
     labels_path = Path(labels_path)

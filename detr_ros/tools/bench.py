@@ -18,6 +18,7 @@ import onnxruntime as ort
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector, contracts
 from detr_ros.runtime.detector import session_options
+from detr_ros.runtime.metadata import parse_size
 from detr_ros.runtime.model_file import check_model_file
 from detr_ros.runtime.providers import resolve_providers
 from detr_ros.synthetic import SceneGenerator
@@ -30,17 +31,6 @@ COVERS = {
     "total": "one detect_batch call, end to end",
 }
 FOREIGN_COVERS = "session.run only, on random inputs of the declared shapes (no pre/post-processing)"
-
-
-def parse_size(text):
-    """'HxW' -> (H, W)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size {text!r}, expected HEIGHTxWIDTH such as 720x1280") from None
-    if height <= 0 or width <= 0:
-        raise ConfigError(f"size {text!r}, expected positive height and width")
-    return height, width
 
 
 def add_arguments(parser):
