@@ -61,6 +61,9 @@ class SyntheticCamera(Node):
                         f"({', '.join(COMPRESSED_FORMATS)})", read_only=True))
         self.declare_parameter("frame_id", "camera", ParameterDescriptor(description="header frame_id",
                                                                          read_only=True))
+        self.declare_parameter("wait_for_subscribers", 0, ParameterDescriptor(
+            description="start once the image and ground_truth topics each have this many subscribers; "
+                        "0: start at once", read_only=True, integer_range=[IntegerRange(from_value=0, to_value=100)]))
         self.encoding = self.get_parameter("encoding").value
         if self.encoding not in SUPPORTED_ENCODINGS + COMPRESSED_FORMATS:
             raise ConfigError(f"parameter encoding: got {self.encoding!r}, expected one of "
@@ -69,6 +72,7 @@ class SyntheticCamera(Node):
         self.video = SceneVideo(width, height, self.get_parameter("seed").value)
         self.frames = self.get_parameter("frames").value
         self.frame_id = self.get_parameter("frame_id").value
+        self.wait_for_subscribers = self.get_parameter("wait_for_subscribers").value
         self.index = 0
         self.done = False
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -83,6 +87,9 @@ class SyntheticCamera(Node):
                                f"{self.truth_publisher.topic_name}")
 
     def publish_frame(self):
+        if self.index == 0 and not all(p.get_subscription_count() >= self.wait_for_subscribers
+                                       for p in (self.image_publisher, self.truth_publisher)):
+            return
         bgr, annotations = self.video.frame(self.index)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)

@@ -1,0 +1,188 @@
+"""The node's plain functions, without DDS: messages from arrays, topic mapping, parameter checks,
+the latest-frame slots and the statistics."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from std_msgs.msg import Header
+
+from detr_ros.errors import ConfigError
+from detr_ros.ros import messages
+from detr_ros.ros.debug_image import draw_detections
+from detr_ros.ros.detector_parameters import (
+    SPECS,
+    camera_topics,
+    cameras_from,
+    class_ids_from,
+    tensorrt_options,
+)
+from detr_ros.ros.image_conversion import decode_image_message
+from detr_ros.ros.latest_frames import Frame, LatestFrames
+from detr_ros.ros.node_statistics import StreamStatistics
+from detr_ros.runtime.providers import TensorRTOptions
+
+NAMES = ["bullseye", "checker_square", "ring"]
+
+
+def header(sec=12, nanosec=345, frame_id="cam_optical"):
+    message = Header(frame_id=frame_id)
+    message.stamp.sec, message.stamp.nanosec = sec, nanosec
+    return message
+
+
+def test_detection_array_has_centre_size_boxes_and_copied_headers():
+    boxes = np.array([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 4.0, 2.0]], np.float32)
+    source = header()
+    array = messages.detection_array(messages.copy_header(source), boxes, np.array([0.9, 0.6], np.float32),
+                                     np.array([2, 0]), NAMES)
+    assert (array.header.stamp, array.header.frame_id) == (source.stamp, "cam_optical")
+    first, second = array.detections
+    assert (first.bbox.center.position.x, first.bbox.center.position.y) == (30.0, 60.0)
+    assert (first.bbox.size_x, first.bbox.size_y) == (40.0, 80.0)
+    assert first.results[0].hypothesis.class_id == "2"
+    assert first.results[0].hypothesis.score == pytest.approx(0.9)
+    assert [d.id for d in array.detections] == ["0", "1"]
+    assert all(d.header == array.header for d in array.detections)
+    assert (second.bbox.center.position.x, second.bbox.size_y) == (2.0, 2.0)
+
+
+def test_class_names_and_frame_id_override():
+    array = messages.detection_array(messages.copy_header(header(), "base_link"), np.zeros((1, 4)), np.ones(1),
+                                     np.array([1]), NAMES, "name")
+    assert array.header.frame_id == "base_link"
+    assert array.detections[0].results[0].hypothesis.class_id == "checker_square"
+
+
+def test_empty_frame_gives_empty_array_with_header():
+    array = messages.detection_array(header(), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES)
+    assert array.detections == [] and array.header.stamp.sec == 12
+
+
+def test_label_info_maps_indices_to_names():
+    info = messages.label_info(header(), NAMES, 0.35)
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "bullseye"), (1, "checker_square"), (2, "ring")]
+    assert info.threshold == pytest.approx(0.35)
+
+
+def test_image_message_decodes_back():
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image, order = decode_image_message(messages.image_message(header(), rgb, "bgr8"))
+    assert order == "bgr"
+    np.testing.assert_array_equal(image[:, :, ::-1], rgb)
+
+
+@pytest.mark.parametrize(
+    "topic, compressed, expected",
+    [
+        ("image", False, ("image", False, "detections", "label_info", "debug_image")),
+        ("/front/image_raw", False, ("/front/image_raw", False, "/front/detections", "/front/label_info",
+                                     "/front/debug_image")),
+        ("left/image_raw", True, ("left/image_raw/compressed", True, "left/detections", "left/label_info",
+                                  "left/debug_image")),
+        ("left/image_raw/compressed", False, ("left/image_raw/compressed", True, "left/detections",
+                                              "left/label_info", "left/debug_image")),
+        ("/image", False, ("/image", False, "/detections", "/label_info", "/debug_image")),
+    ],
+)
+def test_camera_topics(topic, compressed, expected):
+    topics = camera_topics(topic, compressed)
+    assert (topics.image, topics.compressed, topics.detections, topics.label_info, topics.debug_image) == expected
+
+
+def test_cameras_sharing_a_namespace_are_refused():
+    with pytest.raises(ConfigError, match="would both publish cam/detections"):
+        cameras_from(["cam/image_raw", "cam/image_rect"], False)
+    with pytest.raises(ConfigError, match="image_topics: empty"):
+        cameras_from([], False)
+    with pytest.raises(ConfigError, match="not an image topic name"):
+        cameras_from(["/compressed"], False)
+
+
+def test_class_allow_list_from_names_or_indices():
+    assert class_ids_from(None, NAMES) is None
+    assert class_ids_from([], NAMES) is None
+    assert class_ids_from(["ring", "0"], NAMES) == [2, 0]
+    with pytest.raises(ConfigError, match=r"'cat' is not a class of this model.*bullseye.*indices 0\.\.2"):
+        class_ids_from(["cat"], NAMES)
+    with pytest.raises(ConfigError, match="'3' is not a class"):
+        class_ids_from(["3"], NAMES)
+
+
+def test_parameter_checks_name_the_allowed_values():
+    assert SPECS["qos_reliability"].problem("sometimes") == "got 'sometimes', expected one of best_effort, reliable"
+    assert SPECS["providers"].problem(["cpu", "gpu"]) == "got ['cpu', 'gpu'], expected a list of tensorrt, cuda, cpu"
+    assert SPECS["providers"].problem([]) is not None
+    assert SPECS["providers"].problem(["cuda", "cpu"]) is None
+    assert SPECS["score_threshold"].problem(1.5) == "got 1.5, expected a number in [0.0, 1.0]"
+    assert SPECS["max_detections"].allowed() == "an integer in [1, 1000]"
+    assert SPECS["class_id_format"].problem("name") is None
+
+
+def test_tensorrt_parameters_are_accepted_by_the_runtime():
+    values = {name: spec.default for name, spec in SPECS.items() if name.startswith("tensorrt.")}
+    values["tensorrt.int8"] = "false"
+    options = TensorRTOptions.from_dict(tensorrt_options(values))
+    assert options.int8 is False and options.workspace_bytes == 2048 << 20
+
+
+def frame(camera, tag):
+    return Frame(camera, np.full((2, 2, 3), tag, np.uint8), "rgb", header(sec=tag), received_ns=tag)
+
+
+def test_latest_frames_keeps_newest_per_camera_and_reports_drops():
+    slots = LatestFrames(2)
+    assert slots.put(frame(0, 1)) is False
+    assert slots.put(frame(0, 2)) is True  # replaced frame 1 before the worker took it
+    assert slots.put(frame(1, 3)) is False
+    taken = slots.take(timeout=0)
+    assert [(f.camera, f.header.stamp.sec) for f in taken] == [(0, 2), (1, 3)]
+    assert slots.take(timeout=0) == []
+    assert slots.put(frame(1, 4)) is False  # taken frames do not count as dropped
+
+
+def test_latest_frames_close_wakes_the_worker():
+    slots = LatestFrames(1)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(slots.take()))
+    worker.start()
+    time.sleep(0.05)
+    slots.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and result == [[]]
+
+
+def test_statistics_summarise_one_period_and_keep_totals():
+    stats = StreamStatistics(now_ns=0)
+    for _ in range(10):
+        stats.count_received()
+    stats.count_rejected()
+    stats.count_dropped()
+    for latency_ms in range(1, 101):
+        stats.record_published(latency_ms * 1_000_000, 2 * latency_ms * 1_000_000)
+    summary = stats.summary(now_ns=2_000_000_000)
+    assert (summary.input_hz, summary.output_hz) == (5.0, 50.0)
+    assert summary.latency_p50_ms == pytest.approx(50.5)
+    assert summary.latency_p99_ms == pytest.approx(99.01)
+    assert summary.age_max_ms == pytest.approx(200.0)
+    assert (summary.received_total, summary.dropped_total, summary.rejected_total) == (10, 1, 1)
+    later = stats.summary(now_ns=3_000_000_000)
+    assert later.input_hz == 0.0 and np.isnan(later.latency_p50_ms) and later.rejected_in_period == 0
+    assert later.rejected_total == 1
+
+    status = messages.stream_status("detr_detector: /image", "/detr_detector", later, "CPUExecutionProvider")
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN and status.message == "no images received"
+    assert values["latency_p50_ms"] == "n/a" and values["rejected"] == "1" and values["provider"] == "CPUExecutionProvider"
+    assert messages.stream_status("n", "h", summary, "cpu").message == "rejected 1 malformed images"
+
+
+def test_debug_image_draws_boxes_on_a_copy():
+    image = np.zeros((60, 80, 3), np.uint8)
+    drawn = draw_detections(image, "bgr", np.array([[10.0, 20.0, 50.0, 50.0]]), np.array([0.8]), np.array([1]),
+                            ["checker_square"])
+    assert not image.any(), "the camera frame must stay untouched"
+    assert drawn[35, 10].any() and drawn[35, 50].any(), "left and right edges drawn"
+    assert not drawn[35, 30].any(), "box inside left clear"
