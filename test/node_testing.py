@@ -1,0 +1,152 @@
+"""Helpers for the node tests: run the node executables in their own processes and talk to them over DDS."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from scipy.optimize import linear_sum_assignment
+
+from ros_testing import spin_until
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = REPO_ROOT / "models" / "synthetic_rtdetr.onnx"
+
+
+class NodeProcess:
+    """A node executable (``python -m module``) with parameters from a YAML file; output collected."""
+
+    def __init__(self, module, ros_env, tmp_path, parameters=None, arguments=()):
+        params_file = Path(tmp_path) / f"{module.rsplit('.', 1)[-1]}_{time.monotonic_ns()}.yaml"
+        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(parameters or {})}}))
+        command = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file), *arguments]
+        self.process = subprocess.Popen(command, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_output(self, text, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            if self.process.poll() is not None:
+                self._reader.join(timeout=2)
+                return text in self.output
+            time.sleep(0.05)
+        return False
+
+    def wait(self, timeout_s):
+        """Exit code once the process ends by itself."""
+        code = self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=2)
+        return code
+
+    def stop(self, timeout_s=15):
+        """Ctrl-C, as an operator would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=2)
+        return self.process.returncode
+
+
+def start_detector(ros_env, tmp_path, parameters, arguments=(), ready_timeout_s=60):
+    """Start the detector executable and wait until it listens; the caller stops it."""
+    node = NodeProcess("detr_ros.ros.detector_node", ros_env, tmp_path,
+                       {"model_path": str(SHIPPED_MODEL), "providers": ["cpu"], **parameters}, arguments)
+    if not node.wait_for_output("listening to", ready_timeout_s):
+        node.stop()
+        raise AssertionError(f"detector did not start:\n{node.output}")
+    return node
+
+
+def stamp_ns(header):
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def boxes_of(detection_array):
+    """(xyxy [n, 4], class_id strings [n], scores [n]) of a Detection2DArray."""
+    boxes, classes, scores = [], [], []
+    for detection in detection_array.detections:
+        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+        w, h = detection.bbox.size_x, detection.bbox.size_y
+        boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        classes.append(detection.results[0].hypothesis.class_id)
+        scores.append(detection.results[0].hypothesis.score)
+    return np.array(boxes, np.float64).reshape(-1, 4), classes, np.array(scores)
+
+
+def iou_matrix(a, b):
+    """IoU of every box in a [n, 4] with every box in b [m, 4] (xyxy)."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def matched_ious(truth, found):
+    """One-to-one matching of same-class boxes; IoU of each truth box with its match (0 when none).
+
+    truth, found: (boxes [n, 4], class ids [n]) pairs.
+    """
+    truth_boxes, truth_classes = truth
+    found_boxes, found_classes = found
+    result = np.zeros(len(truth_boxes))
+    if len(truth_boxes) == 0 or len(found_boxes) == 0:
+        return result
+    same_class = np.array([[t == f for f in found_classes] for t in truth_classes])
+    ious = iou_matrix(truth_boxes, found_boxes) * same_class
+    rows, cols = linear_sum_assignment(-ious)
+    result[rows] = ious[rows, cols]
+    return result
+
+
+def set_parameters(context, probe, node_name, values, timeout_s=10.0):
+    """Call <node>/set_parameters with {name: value}; returns the list of SetParametersResult."""
+    client = probe.create_client(SetParameters, f"{node_name}/set_parameters")
+    try:
+        assert spin_until(context, [probe], client.service_is_ready, timeout_s), "no set_parameters service"
+        request = SetParameters.Request(parameters=[ParameterMsg(name=k, value=_parameter_value(v))
+                                                    for k, v in values.items()])
+        future = client.call_async(request)
+        assert spin_until(context, [probe], future.done, timeout_s), "set_parameters timed out"
+        return future.result().results
+    finally:
+        probe.destroy_client(client)
+
+
+def _parameter_value(value):
+    if isinstance(value, bool):
+        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    if isinstance(value, int):
+        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    if isinstance(value, float):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    if isinstance(value, str):
+        return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=list(value))
