@@ -190,13 +190,14 @@ def run(args):
     recorder = NodeProcess("detection_recorder", "detr_ros.ros.recorder_node", recorder_parameters,
                            logs / "detection_recorder.log")
     detector = NodeProcess("detector", "detr_ros.ros.detector_node",
-                           {"model_path": str(model.resolve()), "image_topics": [image_topic], "qos_reliability": "reliable"}, logs / "detector.log")
+                           {"model_path": str(model.resolve()), "image_topics": [image_topic]}, logs / "detector.log")
     processes = [recorder, detector]
     camera = None
     if synthetic:
         camera = NodeProcess("synthetic_camera", "detr_ros.ros.synthetic_camera",
                              {"width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "rate": CAMERA_RATE_HZ,
-                              "seed": CAMERA_SEED, "frames": frames}, logs / "synthetic_camera.log")
+                              "seed": CAMERA_SEED, "frames": frames, "wait_for_subscribers": 1},
+                             logs / "synthetic_camera.log")
         processes.append(camera)
 
     print(f"detr-ros demo: {'synthetic_camera' if synthetic else image_topic} -> detector ({model}) -> "
