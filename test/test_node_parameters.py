@@ -1,0 +1,175 @@
+"""The detector's parameters: documented defaults, start-up checks, runtime changes, label_info.
+
+The node runs as its own process over real DDS with the shipped model; config/detector.yaml is
+read by the real ROS parameter parser, and the launch file is checked against the same table.
+"""
+
+import ast
+import filecmp
+import time
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from detr_ros.ros import messages
+from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, STRING_ARRAY, default_model_path
+from detr_ros.runtime import Detector
+from detr_ros.synthetic.video import SceneVideo
+from node_testing import REPO_ROOT, SHIPPED_MODEL, NodeProcess, boxes_of, set_parameters, stamp_ns, start_detector
+from ros_testing import spin_until
+
+CONFIG = REPO_ROOT / "config" / "detector.yaml"
+LAUNCH = REPO_ROOT / "launch" / "detector.launch.py"
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def test_config_file_documents_every_parameter_with_its_default():
+    text = CONFIG.read_text()
+    values = dict(_flatten(yaml.safe_load(text)["/**"]["ros__parameters"]))
+    unset_lists = {spec.name for spec in PARAMETERS if spec.default == STRING_ARRAY}
+    assert set(values) == set(SPECS) - unset_lists
+    for name, value in values.items():
+        assert value == SPECS[name].default, name
+    lines = text.splitlines()
+    for name in values:
+        key = name.rsplit(".", 1)[-1]
+        index = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        assert lines[index - 1].strip().startswith("#"), f"{name} has no comment above it"
+    for name in unset_lists:
+        assert f"# {name}: [" in text, f"{name} is not shown in an example"
+
+
+def test_launch_file_arguments_map_onto_node_parameters():
+    tree = ast.parse(LAUNCH.read_text())  # valid Python
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    overrides = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OVERRIDES")
+    assert set(overrides.values()) <= set(SPECS)
+    assert declared == set(overrides) | {"params_file", "namespace"}
+    node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node")
+    keywords = {k.arg: k.value for k in node_call.keywords}
+    assert (keywords["package"].value, keywords["executable"].value) == ("detr_ros", "detector")
+    assert "detector = detr_ros.ros.detector_node:main" in (REPO_ROOT / "setup.py").read_text()
+    assert '"config", "detector.yaml"' in LAUNCH.read_text()
+
+
+def test_default_model_is_the_shipped_one():
+    assert filecmp.cmp(default_model_path(), SHIPPED_MODEL, shallow=False)
+
+
+START_CASES = [
+    (["-p", "score_threshold:=1.5"], ["score_threshold", "[0.0, 1.0]"]),
+    (["-p", "max_detections:=many"], ["max_detections", "an integer in [1, 1000]"]),
+    (["-p", "qos_reliability:=sometimes"], ["qos_reliability", "best_effort, reliable"]),
+    (["-p", "class_id_format:=label"], ["class_id_format", "index, name"]),
+    (["-p", "providers:=[gpu]"], ["providers", "tensorrt, cuda, cpu"]),
+    (["-p", "image_topics:=[a/image, a/other]"], ["image_topics", "own namespace"]),
+    (["-p", "classes:=[cat]"], ["classes", "'cat' is not a class of this model"]),
+    (["-p", "model_path:=/nonexistent/model.onnx"], ["/nonexistent/model.onnx"]),
+    (["-p", f"model_path:={CONFIG}"], [str(CONFIG)]),  # exists, not a model
+]
+
+
+def test_invalid_start_values_stop_the_node_with_a_message(ros_env, tmp_path):
+    processes = [NodeProcess("detr_ros.ros.detector_node", ros_env, tmp_path,
+                             {"model_path": str(SHIPPED_MODEL), "providers": ["cpu"]}, arguments)
+                 for arguments, _ in START_CASES]
+    for process, (arguments, expected) in zip(processes, START_CASES):
+        code = process.wait(60)
+        assert code == 2, f"{arguments}: exit code {code}\n{process.output}"
+        for text in expected:
+            assert text in process.output, f"{arguments}: {text!r} not in\n{process.output}"
+        assert "Traceback" not in process.output and "listening to" not in process.output
+
+
+def _frame_message(index, rgb):
+    header = Header(frame_id="params")
+    header.stamp.sec = 3000 + index
+    return messages.image_message(header, rgb, "rgb8")
+
+
+def test_runtime_changes_label_info_and_debug_image(ros_env, ros_context, tmp_path):
+    detector = start_detector(ros_env, tmp_path, {"qos_reliability": "reliable", "qos_depth": 5},
+                              arguments=["--params-file", str(CONFIG), "-p", "providers:=[cpu]",
+                                         "-p", "qos_reliability:=reliable", "-r", "__node:=params_detector"])
+    probe = Node("params_probe", context=ros_context)
+    found, labels, debug = {}, [], []
+    probe.create_subscription(Detection2DArray, "detections", lambda m: found.setdefault(stamp_ns(m.header), m),
+                              RELIABLE)
+    probe.create_subscription(Image, "debug_image", debug.append, RELIABLE)
+    publisher = probe.create_publisher(Image, "image", RELIABLE)
+    rgb = cv2.cvtColor(SceneVideo(480, 360, seed=21).frame(3)[0], cv2.COLOR_BGR2RGB)
+    sent = 0
+
+    def detect():
+        nonlocal sent
+        message = _frame_message(sent, rgb)
+        sent += 1
+        publisher.publish(message)
+        key = stamp_ns(message.header)
+        assert spin_until(ros_context, [probe], lambda: key in found, 30.0), detector.output
+        return found[key]
+
+    try:
+        assert spin_until(ros_context, [probe], publisher.get_subscription_count, 20.0)
+        time.sleep(1.0)
+        # A subscriber that joins late still gets the label map (transient local).
+        probe.create_subscription(LabelInfo, "label_info", labels.append, LATCHED)
+        assert spin_until(ros_context, [probe], lambda: labels, 10.0)
+        runtime = Detector(SHIPPED_MODEL)
+        assert [(c.class_id, c.class_name) for c in labels[0].class_map] == list(enumerate(runtime.class_names))
+        assert labels[0].threshold == pytest.approx(0.5)
+
+        base = detect()
+        base_boxes, base_classes, base_scores = boxes_of(base)
+        assert len(base_scores) >= 2 and np.all(base_scores >= 0.5)
+        assert spin_until(ros_context, [probe], lambda: debug, 10.0), "debug image while subscribed"
+        assert (debug[-1].width, debug[-1].height, debug[-1].header.stamp) == (480, 360, base.header.stamp)
+
+        higher = float(np.sort(base_scores)[-2]) - 1e-4  # keeps the two best detections
+        assert all(r.successful for r in set_parameters(ros_context, probe, "params_detector",
+                                                          {"score_threshold": higher}))
+        assert spin_until(ros_context, [probe], lambda: labels[-1].threshold == pytest.approx(higher), 10.0)
+        boxes, _, scores = boxes_of(detect())
+        assert len(scores) == 2 and np.all(scores >= higher)
+
+        wanted = runtime.class_names[int(base_classes[0])]
+        assert all(r.successful for r in set_parameters(ros_context, probe, "params_detector", {
+            "score_threshold": 0.5, "classes": [wanted], "class_id_format": "name", "frame_id": "override"}))
+        result = detect()
+        assert result.header.frame_id == "override"
+        assert {d.results[0].hypothesis.class_id for d in result.detections} == {wanted}
+
+        for values, reason in [
+            ({"score_threshold": 2.0}, "score_threshold"),
+            ({"class_id_format": "label"}, "expected one of index, name"),
+            ({"classes": ["cat"]}, "'cat' is not a class of this model"),
+            ({"max_detections": 0}, "max_detections"),
+            ({"model_path": "/other.onnx"}, "read-only"),
+        ]:
+            (result,) = set_parameters(ros_context, probe, "params_detector", values)
+            assert not result.successful and reason in result.reason, (values, result.reason)
+        result = detect()  # nothing changed by the refused requests
+        assert result.header.frame_id == "override"
+        assert {d.results[0].hypothesis.class_id for d in result.detections} == {wanted}
+    finally:
+        assert detector.stop() == 0, detector.output
+        probe.destroy_node()
+    assert "parameters changed: score_threshold=" in detector.output
