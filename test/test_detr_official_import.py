@@ -164,6 +164,6 @@ def test_training_returns_auxiliary_outputs_and_trains_only_layer2_to_layer4(our
         our_model.eval()
     assert len(out["aux_outputs"]) == DEC_LAYERS - 1
     assert all(aux["pred_logits"].shape == (1, QUERIES, 81) for aux in out["aux_outputs"])
-    trainable = {name.split(".")[2] for name, parameter in our_model.backbone.named_parameters()
+    trainable = {name.split(".")[1] for name, parameter in our_model.backbone.named_parameters()
                  if parameter.requires_grad}
     assert trainable == {"layer2", "layer3", "layer4"}
