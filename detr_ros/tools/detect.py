@@ -1,0 +1,359 @@
+"""``detr-ros detect MODEL INPUT...``: a model on images, folders, videos and rosbag2 recordings.
+
+MODEL is an ONNX file (run through the runtime, no torch) or a detr_ros checkpoint (``.pt``/``.pth``,
+run in PyTorch with the same pre- and post-processing as its export). Each input is an image, a
+folder of images, a video file, or a rosbag2 recording (its folder, or the ``.db3``/``.mcap`` file
+in it; read with ``rosbags``), of which every sensor_msgs/Image and CompressedImage topic is read
+(or ``--topic``). Written to ``--out``: each image annotated under its own name, each video and
+bag topic as an annotated MP4, ``images.json`` (COCO "images": which picture each id is) and the
+detections as a COCO results list (``--json``, default ``OUT/detections.json``) with the model's
+dataset category ids.
+"""
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
+from detr_ros.ros.debug_image import draw_detections
+from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+BAG_FILE_SUFFIXES = (".db3", ".mcap")
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+IMAGE_MESSAGE_TYPES = {
+    "sensor_msgs/msg/Image": decode_image_message,
+    "sensor_msgs/msg/CompressedImage": decode_compressed_message,
+}
+DEFAULT_OUT = Path("out") / "detect"
+DEFAULT_VIDEO_FPS = 10.0
+
+
+def add_arguments(parser):
+    parser.add_argument("model", type=Path, help="ONNX model, or detr_ros PyTorch checkpoint (.pt)")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                        help="image, folder of images, video file, or rosbag2 recording (sqlite3 or MCAP)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="COCO results file for the detections (default OUT/detections.json)")
+    parser.add_argument("--topic", action="append", default=None,
+                        help="rosbag2 image topic to read (repeatable; default: every image topic)")
+    parser.add_argument("--score-threshold", type=float, default=0.5, help="lowest score kept (default 0.5)")
+
+
+@dataclass
+class Frame:
+    """One picture to run the model on. stream: the output it belongs to (one per image, video, bag topic)."""
+
+    stream: str
+    image: np.ndarray
+    color_order: str
+    source: str
+    index: int = 0
+    stamp_ns: int = None
+
+
+class CheckpointDetector:
+    """A detr_ros checkpoint in PyTorch behind the runtime Detector's ``detect`` call.
+
+    The model and post-processing are what ``detr-ros export`` puts in the ONNX graph, and the
+    pre-processing is the runtime's (stretch to the config's input size, RGB, 1/255), so the
+    results are those of the checkpoint's export.
+    """
+
+    def __init__(self, path, score_threshold=0.5):
+        import torch
+
+        from detr_ros.export.onnx_export import deployed_detector
+        from detr_ros.runtime.preprocess import Preprocessor
+
+        self._torch = torch
+        self.deployed, self.config, checkpoint = deployed_detector(path)
+        self.model = self.deployed.model
+        self.class_names = list(checkpoint["class_names"])
+        self.category_ids = [int(c) for c in checkpoint["category_ids"]]
+        self.score_threshold = score_threshold
+        self._preprocessor = Preprocessor(self.config.input_size, "stretch", "rgb", 1.0 / 255.0)
+        self._canvases = self._preprocessor.new_canvases()
+        self._blob = np.zeros((1, 3, *self.config.input_size), np.float32)
+
+    def network_input(self, image, color_order):
+        """(images [1, 3, H, W] float tensor RGB in [0, 1], the image's runtime Placement)."""
+        placement = self._preprocessor.fill(self._blob[0], image, color_order, self._canvases)
+        return self._torch.from_numpy(self._blob), placement
+
+    def detect(self, image, color_order="bgr"):
+        from detr_ros.runtime.detections import select
+        from detr_ros.runtime.preprocess import Placement
+
+        images, placement = self.network_input(image, color_order)
+        sizes = self._torch.tensor([[placement.width, placement.height]], dtype=self._torch.int64)
+        with self._torch.no_grad():
+            labels, boxes, scores = self.deployed(images, sizes)
+        # The post-processing already scaled the boxes to the source image.
+        return select(boxes[0].numpy(), scores[0].numpy(), labels[0].numpy(),
+                      Placement.identity(placement.height, placement.width),
+                      score_threshold=self.score_threshold, classes=None, max_detections=100)
+
+
+def load_detector(path, score_threshold):
+    """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ConfigError(f"--score-threshold {score_threshold}, expected a number in [0, 1]")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return CheckpointDetector(path, score_threshold)
+    from detr_ros.runtime import Detector
+
+    return Detector(path, score_threshold=score_threshold)
+
+
+def bag_folder(path):
+    """The rosbag2 folder of ``path`` (the folder itself, or the folder of its .db3/.mcap file), or None."""
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        return path
+    if path.is_file() and path.suffix.lower() in BAG_FILE_SUFFIXES and (path.parent / "metadata.yaml").is_file():
+        return path.parent
+    return None
+
+
+def classify_inputs(inputs):
+    """[(kind, path)] with kind "image" | "video" | "bag"; folders give their images, sorted by name."""
+    sources = []
+    for path in inputs:
+        bag = bag_folder(path)
+        if bag is not None:
+            sources.append(("bag", bag))
+        elif path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise DatasetError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no rosbag2 metadata.yaml "
+                                   "in this folder")
+            sources += [("image", p) for p in images]
+        elif not path.exists():
+            raise DatasetError(f"{path}: no such file or folder")
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            sources.append(("image", path))
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            sources.append(("video", path))
+        elif path.suffix.lower() in BAG_FILE_SUFFIXES:
+            raise DatasetError(f"{path}: a rosbag2 file without metadata.yaml beside it; give the recording's folder")
+        else:
+            raise DatasetError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}), video "
+                               f"({', '.join(VIDEO_SUFFIXES)}) or rosbag2 recording")
+    return sources
+
+
+def image_frames(path):
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: OpenCV cannot read this image (corrupt or unsupported)")
+    yield Frame(stream=str(path), image=image, color_order="bgr", source=str(path))
+
+
+def video_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DatasetError(f"{path}: OpenCV cannot open this video")
+    try:
+        index = 0
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            yield Frame(stream=str(path), image=image, color_order="bgr", source=str(path), index=index)
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise DatasetError(f"{path}: the video has no frame OpenCV can decode")
+
+
+def video_rate(path):
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_VIDEO_FPS
+
+
+def bag_topics(path, wanted):
+    """{topic: (message type, frames per second)} of the image topics to read from the bag at ``path``."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        duration_s = max(reader.duration / 1e9, 1e-9)
+        found = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections if c.msgtype in IMAGE_MESSAGE_TYPES}
+        everything = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})
+    if wanted:
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            raise DatasetError(f"{path}: no image topic {', '.join(missing)}; the recording has "
+                               f"{', '.join(everything) or 'no topics'}")
+        found = {t: found[t] for t in wanted}
+    if not found:
+        raise DatasetError(f"{path}: no sensor_msgs/Image or CompressedImage topic; the recording has "
+                           f"{', '.join(everything) or 'no topics'}")
+    return {topic: (msgtype, max(count - 1, 1) / duration_s) for topic, (msgtype, count) in found.items()}
+
+
+def bag_frames(path, topics):
+    """Frames of ``topics`` in recording order; an undecodable message is reported and skipped."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.LATEST)
+    indices = dict.fromkeys(topics, 0)
+    with Reader(path) as reader:
+        connections = [c for c in reader.connections if c.topic in topics]
+        for connection, _, raw in reader.messages(connections=connections):
+            message = typestore.deserialize_cdr(raw, connection.msgtype)
+            index = indices[connection.topic]
+            indices[connection.topic] += 1
+            try:
+                image, color_order = IMAGE_MESSAGE_TYPES[connection.msgtype](message)
+            except ImageMessageError as error:
+                print(f"detr-ros detect: {path} {connection.topic} message {index}: skipped: {error}", file=sys.stderr)
+                continue
+            stamp_ns = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            yield Frame(stream=f"{path}:{connection.topic}", image=image, color_order=color_order,
+                        source=f"{path}:{connection.topic}", index=index, stamp_ns=stamp_ns)
+
+
+class Outputs:
+    """Annotated images and videos in the output folder, each under a name of its own."""
+
+    def __init__(self, folder, inputs):
+        self.folder = folder
+        self._protected = {p.resolve() for p in inputs}
+        self._taken = set()
+        self._videos = {}  # stream -> (cv2.VideoWriter, path, (width, height))
+        self.written = []
+
+    def _name(self, stem, suffix):
+        candidate, number = f"{stem}{suffix}", 1
+        while candidate in self._taken or (self.folder / candidate).resolve() in self._protected:
+            number += 1
+            candidate = f"{stem}_{number}{suffix}"
+        self._taken.add(candidate)
+        return self.folder / candidate
+
+    def write_image(self, source, annotated_bgr):
+        path = self._name(Path(source).stem, Path(source).suffix.lower())
+        if not cv2.imwrite(str(path), annotated_bgr):
+            raise DetrRosError(f"OpenCV cannot write {path}")
+        self.written.append(path)
+        return path
+
+    def write_video_frame(self, stream, stem, fps, annotated_bgr):
+        if stream not in self._videos:
+            path = self._name(stem, ".mp4")
+            size = (annotated_bgr.shape[1], annotated_bgr.shape[0])
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(np.clip(fps, 1.0, 120.0)), size)
+            if not writer.isOpened():
+                raise DetrRosError(f"OpenCV cannot write an mp4v video to {path}")
+            self._videos[stream] = (writer, path, size)
+            self.written.append(path)
+        writer, path, size = self._videos[stream]
+        if (annotated_bgr.shape[1], annotated_bgr.shape[0]) != size:  # a camera that changed resolution
+            annotated_bgr = cv2.resize(annotated_bgr, size, interpolation=cv2.INTER_AREA)
+        writer.write(annotated_bgr)
+        return path
+
+    def close(self):
+        for writer, _, _ in self._videos.values():
+            writer.release()
+        self._videos.clear()
+
+
+def coco_results(image_id, detections, category_ids):
+    """COCO results entries of one image: bbox [x, y, w, h] pixels and the dataset category id."""
+    results = []
+    for (x0, y0, x1, y1), score, class_id in zip(detections.boxes.tolist(), detections.scores.tolist(),
+                                                 detections.class_ids.tolist()):
+        category = category_ids[class_id] if 0 <= class_id < len(category_ids) else class_id
+        results.append({"image_id": image_id, "category_id": int(category),
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "score": round(score, 5)})
+    return results
+
+
+def _stream_frames(kind, path, topics):
+    """(frames, how to name and pace the stream's video or None for stills)."""
+    if kind == "image":
+        return image_frames(path), None
+    if kind == "video":
+        return video_frames(path), {str(path): (path.stem, video_rate(path))}
+    rates = bag_topics(path, topics)
+    return bag_frames(path, rates), {f"{path}:{topic}": (f"{path.name}{topic.replace('/', '_')}", fps)
+                                     for topic, (_, fps) in rates.items()}
+
+
+def _write_json(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(value, indent=1))
+    partial.replace(path)
+
+
+def run(args):
+    sources = classify_inputs(args.inputs)
+    detector = load_detector(args.model, args.score_threshold)
+    json_path = args.json or args.out / "detections.json"
+    if json_path.resolve() in {p.resolve() for p in args.inputs}:
+        raise ConfigError(f"--json {json_path} is one of the inputs; it would be overwritten")
+    args.out.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(args.out, [p for _, p in sources])
+    names = detector.class_names
+    images, results, skipped = [], [], []
+    try:
+        for kind, path in sources:
+            frames, videos = _stream_frames(kind, path, args.topic)
+            counts = {}
+            try:
+                frame_list = list(frames) if kind == "image" else frames
+            except DatasetError as error:  # one unreadable picture does not stop a folder
+                print(f"detr-ros detect: skipped {error}", file=sys.stderr)
+                skipped.append(path)
+                continue
+            for frame in frame_list:
+                detections = detector.detect(frame.image, frame.color_order)
+                image_id = len(images) + 1
+                entry = {"id": image_id, "file_name": frame.source, "width": frame.image.shape[1],
+                         "height": frame.image.shape[0]}
+                if kind != "image":
+                    entry["frame"] = frame.index
+                if frame.stamp_ns is not None:
+                    entry["stamp_ns"] = frame.stamp_ns
+                images.append(entry)
+                results += coco_results(image_id, detections, detector.category_ids)
+                labels = [names[c] if 0 <= c < len(names) else f"class_{c}" for c in detections.class_ids.tolist()]
+                drawn = cv2.cvtColor(draw_detections(frame.image, frame.color_order, detections.boxes,
+                                                     detections.scores, detections.class_ids, labels),
+                                     cv2.COLOR_RGB2BGR)
+                if videos is None:
+                    written = outputs.write_image(frame.source, drawn)
+                else:
+                    written = outputs.write_video_frame(frame.stream, *videos[frame.stream], drawn)
+                frame_count, detection_count, _ = counts.get(frame.stream, (0, 0, written))
+                counts[frame.stream] = (frame_count + 1, detection_count + len(detections), written)
+            for stream, (frame_count, detection_count, written) in counts.items():
+                print(f"{stream}: {frame_count} frame{'s' * (frame_count != 1)}, {detection_count} detections "
+                      f"-> {written}")
+    finally:
+        outputs.close()
+    _write_json(args.out / "images.json", {"images": images})
+    _write_json(json_path, results)
+    print(f"wrote {len(results)} detections of {len(images)} images to {json_path} (COCO results; "
+          f"image ids in {args.out / 'images.json'})")
+    if skipped:
+        print(f"detr-ros detect: {len(skipped)} unreadable image(s) skipped: {', '.join(map(str, skipped))}",
+              file=sys.stderr)
+        return 1
+    return 0
