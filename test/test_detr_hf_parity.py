@@ -1,7 +1,8 @@
 """Our DETR with weights imported from Hugging Face DetrForObjectDetection computes what it computes.
 
 The reference is a randomly initialised transformers model with its own (non-timm) ResNet-50
-backbone; transformers is a test-only dependency and nothing is downloaded.
+backbone, and one with the timm ResNet-50 that the Hub's facebook/detr-resnet-50 uses;
+transformers and timm are test-only dependencies and nothing is downloaded.
 """
 import json
 import math
@@ -35,7 +36,7 @@ def _randomise(model):
                 tensor.uniform_(0.8, 1.25)
             elif name.endswith(("running_mean", "bias")):
                 tensor.uniform_(-0.1, 0.1)
-            elif "layer.2.normalization.weight" in name:
+            elif name.endswith(("layer.2.normalization.weight", "bn3.weight")):  # last BN of a residual branch
                 tensor.uniform_(0.1, 0.3)
             elif name.endswith("weight"):
                 tensor.uniform_(0.8, 1.2)
@@ -128,3 +129,32 @@ def test_unsupported_backbone_settings_are_refused(hf_model):
     config["backbone_config"] = dict(config["backbone_config"], downsample_in_bottleneck=True)
     with pytest.raises(ModelFileError, match="downsample_in_bottleneck"):
         detr_config_and_state_dict_from_hf(hf_model.state_dict(), config)
+
+
+def test_timm_backbone_checkpoint_in_hub_layout_matches_transformers(tmp_path):
+    """facebook/detr-resnet-50 on the Hub: timm ResNet-50, config.json with use_timm_backbone and no
+    backbone_config (transformers 4 wrote it so), weights in the on-disk layout."""
+    torch.manual_seed(2)
+    config = transformers.DetrConfig(
+        use_timm_backbone=True, use_pretrained_backbone=False, backbone="resnet50",
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=5, num_labels=3)
+    hf_timm = transformers.DetrForObjectDetection(config).eval()
+    _randomise(hf_timm)
+    hf_timm.save_pretrained(tmp_path)
+    hub_config = json.loads((tmp_path / "config.json").read_text())
+    hub_config.update(backbone_config=None, use_timm_backbone=True, backbone="resnet50", dilation=False)
+    imported = detr_config_and_state_dict_from_hf(load_file(tmp_path / "model.safetensors"), hub_config)
+    ours = build_model(imported.model_config).eval()
+    ours.load_state_dict(imported.state_dict, strict=True)
+
+    images = torch.rand(1, 3, 224, 288)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        reference = hf_timm(pixel_values=(images - mean) / std)
+        out = ours(images)
+    assert imported.category_ids == [0, 1, 2]
+    assert (out["pred_logits"] - reference.logits).abs().max().item() <= TOLERANCE
+    assert (out["pred_boxes"] - reference.pred_boxes).abs().max().item() <= TOLERANCE
+    assert reference.logits.std().item() > 100 * TOLERANCE
