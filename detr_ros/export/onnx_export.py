@@ -1,0 +1,186 @@
+"""``detr-ros export CHECKPOINT OUTPUT.onnx``: a detr_ros checkpoint to a self-describing ONNX file.
+
+The graph has the signature the official RT-DETR family exports share (images, orig_target_sizes ->
+labels, boxes, scores), with post-processing inside, so the runtime and any other consumer of that
+signature can run it. RT-DETR's RepVGG blocks are fused first. The file carries its class names,
+category ids, input size, resize mode, colour order and scaling as metadata_props.
+"""
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+import detr_ros
+from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.export.quantize import quantize_int8
+from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
+from detr_ros.modeling.postprocess import PostProcessor
+from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, RESIZE_MODES, ModelMetadata, parse_size
+from detr_ros.runtime.model_file import file_digest
+
+LOG = logging.getLogger("detr_ros.export")
+MIN_OPSET = 17
+INPUT_NAMES = ["images", "orig_target_sizes"]
+OUTPUT_NAMES = ["labels", "boxes", "scores"]
+VERIFY_SCORE_TOLERANCE = 1e-3
+
+
+class DeployedDetector(nn.Module):
+    """A detr_ros model with its post-processing, in the exported signature.
+
+    images: [N, 3, H, W] float RGB in [0, 1]; orig_target_sizes: [N, 2] int64 (W, H) of the originals.
+    Returns labels [N, K] int64, boxes [N, K, 4] xyxy in original pixels, scores [N, K].
+    """
+
+    def __init__(self, model, postprocessor):
+        super().__init__()
+        self.model = model
+        self.postprocessor = postprocessor
+
+    def forward(self, images, orig_target_sizes):
+        return self.postprocessor(self.model(images), orig_target_sizes)
+
+
+def deployed_detector(checkpoint_path):
+    """(DeployedDetector in eval mode with RepVGG fused, ModelConfig, checkpoint dict)."""
+    model, checkpoint = load_model(checkpoint_path)
+    config = model_config_from_checkpoint(checkpoint, checkpoint_path)
+    if hasattr(model, "deploy"):
+        model.deploy()  # RT-DETR: fuse the RepVGG branches
+    # DETR's last class is "no object": softmax, best real class per query; RT-DETR: sigmoid top-K.
+    score_mode = "softmax" if config.architecture == "detr" else "sigmoid"
+    postprocessor = PostProcessor(config.num_top_queries, score_mode)
+    return DeployedDetector(model, postprocessor).eval(), config, checkpoint
+
+
+def export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode):
+    return ModelMetadata(
+        input_size=tuple(input_size), resize_mode=resize_mode, color_order="rgb", scale="1/255",
+        class_names=list(checkpoint["class_names"]), category_ids=[int(c) for c in checkpoint["category_ids"]],
+        model_name=config.name or Path(checkpoint_path).stem, source_sha256=file_digest(checkpoint_path)[0],
+        version=detr_ros.__version__)
+
+
+def write_model(model_proto, metadata, output_path):
+    """Set metadata_props, check the graph and write it atomically (a temp file, then rename)."""
+    del model_proto.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        model_proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model_proto)
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = output_path.with_name(output_path.name + ".partial")
+    onnx.save(model_proto, str(partial))
+    os.replace(partial, output_path)
+
+
+def trace_to_onnx(deployed, input_size, path, *, dynamic_size, opset):
+    height, width = input_size
+    images = torch.rand(1, 3, height, width)
+    sizes = torch.tensor([[width, height]], dtype=torch.int64)
+    # torch.onnx.export restores the wrapper's train/eval mode afterwards, recursively: eval it first.
+    deployed.eval()
+    batch_axes = {name: {0: "N"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    if dynamic_size:
+        batch_axes["images"] = {0: "N", 2: "H", 3: "W"}
+    with torch.no_grad():
+        torch.onnx.export(deployed, (images, sizes), str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                          dynamic_axes=batch_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def verify_export(deployed, path, input_size, *, dynamic_size):
+    """Run the graph and PyTorch on one random image (and a second size when dynamic); raise on a mismatch.
+
+    Tracing turns any size-dependent Python value into a constant; a model whose code does that
+    would export a dynamic-size graph that is wrong (or fails) at every other size.
+    """
+    height, width = input_size
+    sizes = [(height, width)] + ([(height + 64, max(32, width - 32))] if dynamic_size else [])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    for size in sizes:
+        images = torch.rand(1, 3, *size, generator=generator)
+        orig_sizes = torch.tensor([[size[1], size[0]]], dtype=torch.int64)
+        with torch.no_grad():
+            expected = deployed(images, orig_sizes)[2].numpy()
+        try:
+            found = session.run(["scores"], {"images": images.numpy(), "orig_target_sizes": orig_sizes.numpy()})[0]
+            difference = float(np.abs(np.sort(found, -1) - np.sort(expected, -1)).max())
+        except Exception as error:  # onnxruntime's own exception types
+            difference, found = None, str(error).splitlines()[0]
+        if difference is None or difference > VERIFY_SCORE_TOLERANCE:
+            what = f"fails ({found})" if difference is None else f"differs from PyTorch (scores by {difference:.2e})"
+            hint = (" The model's code bakes size-dependent values into the trace; export without --dynamic-size."
+                    if dynamic_size and size != sizes[0] else "")
+            raise DetrRosError(f"export check: the ONNX graph at input {size[0]}x{size[1]} {what}.{hint}")
+
+
+def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simplify=False, opset=MIN_OPSET,
+           resize_mode="stretch", int8_calibration=None, calibration_images=32):
+    """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}."""
+    if opset < MIN_OPSET:
+        raise ConfigError(f"--opset {opset}, expected {MIN_OPSET} or newer")
+    if resize_mode not in RESIZE_MODES:
+        raise ConfigError(f"--resize-mode {resize_mode!r}, expected one of {list(RESIZE_MODES)}")
+    deployed, config, checkpoint = deployed_detector(checkpoint_path)
+    input_size = tuple(size or config.input_size)
+    metadata = export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode)
+    output_path = Path(output_path)
+    with tempfile.TemporaryDirectory(prefix="detr_ros_export_") as work_dir:
+        traced = Path(work_dir) / "traced.onnx"
+        trace_to_onnx(deployed, input_size, traced, dynamic_size=dynamic_size, opset=opset)
+        verify_export(deployed, traced, input_size, dynamic_size=dynamic_size)
+        model_proto = onnx.load(str(traced))
+        if simplify:
+            import onnxslim  # optional: only --simplify needs it
+
+            model_proto = onnxslim.slim(model_proto)
+        write_model(model_proto, metadata, output_path)
+        LOG.info("wrote %s (%s, input %dx%d%s)", output_path, metadata.model_name, *input_size,
+                 ", dynamic size" if dynamic_size else "")
+        int8_path = None
+        if int8_calibration is not None:
+            int8_path = output_path.with_name(output_path.stem + ".int8.onnx")
+            quantized = Path(work_dir) / "int8.onnx"
+            quantize_int8(output_path, quantized, int8_calibration, metadata, num_images=calibration_images,
+                          work_dir=work_dir)
+            metadata.quantization = QUANTIZATION_INT8_QDQ
+            write_model(onnx.load(str(quantized)), metadata, int8_path)
+            metadata.quantization = ""
+            LOG.info("wrote %s (static QDQ INT8)", int8_path)
+    return {"fp32": output_path, "int8": int8_path, "metadata": metadata}
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", type=Path, help="detr_ros checkpoint (trained, or imported by detr-ros convert)")
+    parser.add_argument("output", type=Path, help="ONNX file to write")
+    parser.add_argument("--size", help="network input HxW (default: the model config's input_size)")
+    parser.add_argument("--dynamic-size", action="store_true", help="let the image height and width vary")
+    parser.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    parser.add_argument("--resize-mode", default="stretch", choices=RESIZE_MODES,
+                        help="how the runtime fits camera images to the input (as in training)")
+    parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ, for the CPU)")
+    parser.add_argument("--calibration", type=Path, help="dataset folder with images for INT8 calibration")
+    parser.add_argument("--calibration-images", type=int, default=32, help="how many images calibrate INT8")
+
+
+def run(args):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.int8 and args.calibration is None:
+        raise ConfigError("--int8 needs --calibration DIR (a dataset folder with images)")
+    if args.calibration is not None and not args.int8:
+        raise ConfigError("--calibration is only used with --int8")
+    result = export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
+                    dynamic_size=args.dynamic_size, simplify=args.simplify, opset=args.opset,
+                    resize_mode=args.resize_mode, int8_calibration=args.calibration if args.int8 else None,
+                    calibration_images=args.calibration_images)
+    print(f"wrote {result['fp32']}" + (f" and {result['int8']}" if result["int8"] else ""))
+    return 0
