@@ -233,7 +233,12 @@ class DetectorNode(Node):
                 self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
                 continue
             for frame, detections in zip(frames, found):
-                self._publish_detections(frame, detections, settings)
+                try:
+                    self._publish_detections(frame, detections, settings)
+                except Exception as error:  # after Ctrl-C the context is gone and publishing fails
+                    if not self.context.ok():
+                        return
+                    self.get_logger().error(f"publishing failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
 
     def _publish_detections(self, frame, detections, settings):
         camera = self._cameras[frame.camera]

@@ -97,9 +97,14 @@ class SyntheticCamera(Node):
             image = messages.compressed_image_message(header, rgb, self.encoding)
         else:
             image = messages.image_message(header, rgb, self.encoding)
-        # Ground truth first: a subscriber that pairs by stamp has it when the detections come back.
-        self.truth_publisher.publish(ground_truth_message(header, annotations))
-        self.image_publisher.publish(image)
+        try:
+            # Ground truth first: a subscriber that pairs by stamp has it when the detections come back.
+            self.truth_publisher.publish(ground_truth_message(header, annotations))
+            self.image_publisher.publish(image)
+        except Exception:  # a stop signal shuts the context down under a running callback
+            if self.context.ok():
+                raise
+            return
         self.index += 1
         if self.frames and self.index >= self.frames:
             self.timer.cancel()
