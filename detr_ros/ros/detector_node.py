@@ -150,12 +150,15 @@ class DetectorNode(Node):
                 self.declare_parameter(spec.name, default, _descriptor(spec))
                 value = self.get_parameter(spec.name).value
             except ParameterException as error:
-                # rclpy refuses wrong types and out-of-range numbers itself; keep its detail, add ours.
-                if spec.default == STRING_ARRAY and self.has_parameter(spec.name):
-                    value = None  # a list declared without a default and not set (newer rclpy raises here)
-                else:
+                if not (spec.default == STRING_ARRAY and self.has_parameter(spec.name)):
+                    # rclpy refuses wrong types and out-of-range numbers itself; keep its detail, add ours.
                     raise ConfigError(f"parameter {spec.name}: {error}; expected {spec.allowed()}") from None
-            problem = spec.problem(value) if value is not None else None
+                value = None  # declared without a default and not set (Humble returns None instead)
+            if value is None and spec.default == STRING_ARRAY:
+                # Give it a typed empty list: some rclpy releases' parameter services fail on unset values.
+                value = []
+                self.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, value)])
+            problem = spec.problem(value)
             if problem:
                 raise ConfigError(f"parameter {spec.name}: {problem}")
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
