@@ -17,7 +17,8 @@ from torch import nn
 from detr_ros.errors import ModelFileError
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.config import load_model_config
-from detr_ros.modeling.import_detr import COCO_CATEGORY_IDS, detr_config_and_state_dict_from_official
+from detr_ros.modeling.import_detr import detr_config_and_state_dict_from_official
+from detr_ros.modeling.labels import coco_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_DIM, NHEADS, FEEDFORWARD, ENC_LAYERS, DEC_LAYERS, QUERIES = 64, 8, 96, 2, 3, 7
@@ -79,10 +80,12 @@ def test_config_is_read_from_the_weights(imported):
 
 def test_coco_head_keeps_the_80_categories_and_no_object(official, imported, our_model):
     weights = official[3]
-    assert imported.category_ids == list(COCO_CATEGORY_IDS) and len(imported.category_ids) == 80
+    coco_names, coco_ids = coco_labels()
+    assert imported.category_ids == coco_ids and len(coco_ids) == 80
+    assert imported.class_names == coco_names and imported.class_names[0] == "person"
     assert 12 not in imported.category_ids and 0 not in imported.category_ids
     assert imported.model_config.num_classes == 80
-    rows = list(COCO_CATEGORY_IDS) + [COCO_ROWS - 1]
+    rows = coco_ids + [COCO_ROWS - 1]
     assert torch.equal(our_model.class_embed.weight, weights["class_embed.weight"][rows])
     assert torch.equal(our_model.class_embed.bias, weights["class_embed.bias"][rows])
 

@@ -1,7 +1,8 @@
 """Import published DETR weights: facebookresearch/detr and Hugging Face DetrForObjectDetection.
 
-Both functions return the ModelConfig of our DETR and a state dict that loads into it with
-strict=True. Nothing here unpickles: callers hand in tensors already loaded safely.
+Both functions return an ImportedDetr: the ModelConfig of our DETR, a state dict that loads
+into it with strict=True, and the category id (and name, where known) of every class.
+Nothing here unpickles: callers hand in tensors already loaded safely.
 
 Class rows. The COCO releases have a 92-row class head: one row per COCO category *id*
 0..90 (11 ids are unused: 0, 12, 26, ...) plus no-object. We keep only the rows of real
@@ -10,10 +11,11 @@ categories plus no-object and record which category id each kept row stands for
 the explicit id mapping every other detr_ros model has (no "class index == category id"
 convention), never lets an unused id win the argmax, and makes an imported COCO DETR
 interchangeable with an imported COCO RT-DETR downstream. The rows are copied unchanged;
-dropping the never-trained-positive unused ids only renormalises the softmax.
+dropping the unused ids (never a training target) only renormalises the softmax.
   * Hugging Face checkpoints name their rows (id2label); rows named "N/A" are the unused ids.
-  * Official checkpoints carry no names; a 92-row head is the COCO id layout above, any
-    other head is taken as one row per class, ids 0..num_classes-1.
+  * Official checkpoints carry no names; a 92-row head is the COCO id layout above (names
+    and ids from config/labels/coco.yaml), any other head is taken as one row per class,
+    ids 0..num_classes-1, no names.
 """
 import re
 import typing
@@ -23,14 +25,9 @@ import torch
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.modeling.detr import build_detr
+from detr_ros.modeling.labels import coco_labels
 
-# The 80 COCO detection category ids (instances_*.json); the ids missing from 1..90 are unused.
-COCO_CATEGORY_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
-    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
-    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
-    85, 86, 87, 88, 89, 90)
-COCO_NUM_ID_SLOTS = 91
+COCO_NUM_ID_SLOTS = 91  # category ids 0..90, of which the 80 in config/labels/coco.yaml are used
 UNUSED_LABEL = "N/A"
 
 
@@ -40,7 +37,7 @@ class ImportedDetr(typing.NamedTuple):
     model_config: ModelConfig with architecture "detr".
     state_dict: loads into build_model(model_config) with strict=True.
     category_ids: category_ids[i] is the dataset category id of training class i.
-    class_names: class_names[i] names training class i; None where the source has no names.
+    class_names: class_names[i] names training class i; None where the source names none.
     """
     model_config: object
     state_dict: dict
@@ -88,10 +85,10 @@ def detr_config_and_state_dict_from_official(state_dict: dict, *, dilation: bool
 
     num_rows = _rows(renamed, "class_embed.weight")
     if num_rows == COCO_NUM_ID_SLOTS + 1:
-        category_ids = list(COCO_CATEGORY_IDS)
+        class_names, category_ids = coco_labels()
     else:
-        category_ids = list(range(max(num_rows - 1, 1)))
-    _keep_class_rows(renamed, category_ids)
+        class_names, category_ids = None, list(range(max(num_rows - 1, 1)))
+    _keep_class_rows(renamed, category_ids)  # row index == category id in both layouts
 
     backbone = _resnet_name(renamed, "backbone.body.", sources)
     hidden_dim = _cols(renamed, "query_embed.weight", default=256)
@@ -103,7 +100,7 @@ def detr_config_and_state_dict_from_official(state_dict: dict, *, dilation: bool
         dec_layers=_count_layers(renamed, "transformer.decoder.layers.") or 6,
         dim_feedforward=_rows(renamed, "transformer.decoder.layers.0.linear1.weight", default=2048))
     _check_fits(model_config, renamed, sources, "facebookresearch/detr")
-    return ImportedDetr(model_config, renamed, category_ids, None)
+    return ImportedDetr(model_config, renamed, category_ids, class_names)
 
 
 def detr_config_and_state_dict_from_hf(state_dict: dict, hf_config: dict) -> ImportedDetr:
@@ -332,13 +329,18 @@ def _fuse_qkv(attention_parts, renamed, sources):
 
 
 def _hf_class_rows(hf_config, num_rows):
-    """(rows kept, their category ids, their names) from id2label; rows named "N/A" are unused ids."""
+    """(rows kept, their category ids, their names) from id2label; rows named "N/A" are unused ids.
+
+    transformers names unnamed classes LABEL_<i>: those are no names (None)."""
     id2label = {int(index): name for index, name in (hf_config.get("id2label") or {}).items()}
     if not id2label:
         rows = list(range(max(num_rows - 1, 1)))
         return rows, rows, None
     rows = [index for index in sorted(id2label) if id2label[index] != UNUSED_LABEL]
-    return rows, rows, [id2label[index] for index in rows]
+    names = [id2label[index] for index in rows]
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in names):
+        names = None
+    return rows, rows, names
 
 
 def _check_fits(model_config, state_dict, sources, origin):
