@@ -39,7 +39,7 @@ class ImportedDetr(typing.NamedTuple):
     category_ids: category_ids[i] is the dataset category id of training class i.
     class_names: class_names[i] names training class i; None where the source names none.
     """
-    model_config: object
+    model_config: ModelConfig
     state_dict: dict
     category_ids: list
     class_names: list | None
@@ -52,7 +52,8 @@ _RESNET_LAYOUTS = {
     (True, (3, 4, 6, 3)): "resnet50",
     (True, (3, 4, 23, 3)): "resnet101",
 }
-_HF_RESNET_WIDTHS = {"embedding_size": 64, "hidden_sizes": {False: [64, 128, 256, 512], True: [256, 512, 1024, 2048]}}
+_TORCHVISION_STEM_WIDTH = 64
+_TORCHVISION_STAGE_WIDTHS = {False: [64, 128, 256, 512], True: [256, 512, 1024, 2048]}  # by bottleneck?
 # DETR's published training settings that a checkpoint does not record.
 _DETR_INPUT_SIZE = [800, 1088]  # shorter side 800 as in DETR's evaluation, 4:3, multiples of 32
 _DETR_MATCHER_CLASS_COST = 1.0
@@ -73,7 +74,7 @@ def detr_config_and_state_dict_from_official(state_dict: dict, *, dilation: bool
     Raises ModelFileError naming missing, unexpected and mis-shaped keys if the weights do not
     fit the DETR they describe.
     """
-    weights = state_dict.get("model", state_dict)
+    weights = state_dict["model"] if isinstance(state_dict, dict) and "model" in state_dict else state_dict
     renamed, sources = {}, {}
     for key, value in _tensor_items(weights):
         if key.endswith(".num_batches_tracked"):
@@ -91,11 +92,10 @@ def detr_config_and_state_dict_from_official(state_dict: dict, *, dilation: bool
     _keep_class_rows(renamed, category_ids)  # row index == category id in both layouts
 
     backbone = _resnet_name(renamed, "backbone.body.", sources)
-    hidden_dim = _cols(renamed, "query_embed.weight", default=256)
     model_config = _detr_config(
         name=_model_name(backbone, dilation), detr_backbone=backbone, detr_dilation=dilation,
         num_classes=len(category_ids), num_queries=_rows(renamed, "query_embed.weight", default=100),
-        hidden_dim=hidden_dim, nheads=nheads,
+        hidden_dim=_cols(renamed, "query_embed.weight", default=256), nheads=nheads,
         enc_layers=_count_layers(renamed, "transformer.encoder.layers."),
         dec_layers=_count_layers(renamed, "transformer.decoder.layers.") or 6,
         dim_feedforward=_rows(renamed, "transformer.decoder.layers.0.linear1.weight", default=2048))
@@ -225,9 +225,9 @@ def _hf_backbone(hf_config):
         depths = tuple(backbone_config.get("depths", (3, 4, 6, 3)))
         layout_supported = (
             (bottleneck, depths) in _RESNET_LAYOUTS
-            and backbone_config.get("embedding_size", 64) == _HF_RESNET_WIDTHS["embedding_size"]
-            and list(backbone_config.get("hidden_sizes", _HF_RESNET_WIDTHS["hidden_sizes"][True]))
-            == _HF_RESNET_WIDTHS["hidden_sizes"][bottleneck]
+            and backbone_config.get("embedding_size", 64) == _TORCHVISION_STEM_WIDTH
+            and list(backbone_config.get("hidden_sizes", _TORCHVISION_STAGE_WIDTHS[True]))
+            == _TORCHVISION_STAGE_WIDTHS[bottleneck]
             and backbone_config.get("hidden_act", "relu") == "relu"
             # torchvision ResNets stride in the 3x3 convolution and not in the first stage
             and not backbone_config.get("downsample_in_bottleneck", False)
