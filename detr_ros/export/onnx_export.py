@@ -19,7 +19,7 @@ from torch import nn
 
 import detr_ros
 from detr_ros.errors import ConfigError, DetrRosError
-from detr_ros.export.quantize import quantize_int8
+from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 from detr_ros.modeling.postprocess import PostProcessor
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, RESIZE_MODES, ModelMetadata, parse_size
@@ -123,12 +123,14 @@ def verify_export(deployed, path, input_size, *, dynamic_size):
 
 
 def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simplify=False, opset=MIN_OPSET,
-           resize_mode="stretch", int8_calibration=None, calibration_images=32):
+           resize_mode="stretch", int8_calibration=None, num_calibration_images=32):
     """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}."""
     if opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}, expected {MIN_OPSET} or newer")
     if resize_mode not in RESIZE_MODES:
         raise ConfigError(f"--resize-mode {resize_mode!r}, expected one of {list(RESIZE_MODES)}")
+    # Calibration images are checked before the slow part, so a bad folder fails at once.
+    calibration_files = calibration_images(int8_calibration, num_calibration_images) if int8_calibration else None
     deployed, config, checkpoint = deployed_detector(checkpoint_path)
     input_size = tuple(size or config.input_size)
     metadata = export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode)
@@ -146,11 +148,10 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
         LOG.info("wrote %s (%s, input %dx%d%s)", output_path, metadata.model_name, *input_size,
                  ", dynamic size" if dynamic_size else "")
         int8_path = None
-        if int8_calibration is not None:
+        if calibration_files:
             int8_path = output_path.with_name(output_path.stem + ".int8.onnx")
             quantized = Path(work_dir) / "int8.onnx"
-            quantize_int8(output_path, quantized, int8_calibration, metadata, num_images=calibration_images,
-                          work_dir=work_dir)
+            quantize_int8(output_path, quantized, calibration_files, metadata, work_dir=work_dir)
             metadata.quantization = QUANTIZATION_INT8_QDQ
             write_model(onnx.load(str(quantized)), metadata, int8_path)
             metadata.quantization = ""
@@ -181,6 +182,6 @@ def run(args):
     result = export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
                     dynamic_size=args.dynamic_size, simplify=args.simplify, opset=args.opset,
                     resize_mode=args.resize_mode, int8_calibration=args.calibration if args.int8 else None,
-                    calibration_images=args.calibration_images)
+                    num_calibration_images=args.calibration_images)
     print(f"wrote {result['fp32']}" + (f" and {result['int8']}" if result["int8"] else ""))
     return 0

@@ -63,10 +63,9 @@ class ImageCalibrationReader(CalibrationDataReader):
         self.position = 0
 
 
-def quantize_int8(fp32_path, int8_path, calibration_folder, metadata, *, num_images=32, work_dir):
-    """Write a static-QDQ INT8 copy of fp32_path to int8_path, calibrated on num_images images."""
-    files = calibration_images(calibration_folder, num_images)
-    LOG.info("INT8: calibrating on %d images from %s", len(files), calibration_folder)
+def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir):
+    """Write a static-QDQ INT8 copy of fp32_path to int8_path, calibrated on the image files."""
+    LOG.info("INT8: calibrating on %d images from %s", len(files), Path(files[0]).parent)
     prepared = Path(work_dir) / "prepared.onnx"
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     quantize_static(
@@ -80,4 +79,3 @@ def quantize_int8(fp32_path, int8_path, calibration_folder, metadata, *, num_ima
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
     )
-    return len(files)

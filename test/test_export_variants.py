@@ -1,0 +1,99 @@
+"""Export variants: INT8 static QDQ calibrated on a synthetic dataset, and DETR (softmax, dynamic size)."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from detr_ros.cli import main
+from detr_ros.errors import DatasetError
+from detr_ros.export.onnx_export import deployed_detector, export
+from detr_ros.runtime import Detector
+from detr_ros.runtime.model_file import file_digest
+from detr_ros.synthetic import SceneGenerator
+from test_export import CLASS_NAMES, TINY_RTDETR, make_checkpoint
+
+TINY_DETR = dict(name="tiny_detr", architecture="detr", detr_backbone="resnet18", hidden_dim=32, nheads=4,
+                 enc_layers=1, dec_layers=1, dim_feedforward=64, num_queries=10, num_classes=len(CLASS_NAMES),
+                 input_size=[96, 128])
+
+
+def box_iou(box, boxes):
+    """box: [4] xyxy; boxes: [n, 4] -> [n] intersection over union."""
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return intersection / (area + areas - intersection)
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("int8")
+    assert main(["synth", str(folder / "calibration"), "--images", "6", "--size", "128x96", "--seed", "3"]) == 0
+    checkpoint = make_checkpoint(folder / "tiny.pt", TINY_RTDETR)
+    assert main(["export", str(checkpoint), str(folder / "tiny.onnx"), "--int8", "--calibration",
+                 str(folder / "calibration"), "--calibration-images", "6"]) == 0
+    return folder
+
+
+def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
+    fp32, int8 = int8_export / "tiny.onnx", int8_export / "tiny.int8.onnx"
+    assert fp32.is_file() and int8.is_file()
+    model = onnx.load(str(int8))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["detr_ros.quantization"] == "int8_qdq"
+    assert json.loads(props["detr_ros.class_names"]) == CLASS_NAMES
+    assert file_digest(int8)[1] and not file_digest(fp32)[1]  # what TensorRT's int8 "auto" looks at
+
+
+def test_int8_detections_stay_close_to_fp32(int8_export):
+    cache = int8_export / "cache"
+    fp32 = Detector(int8_export / "tiny.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15)
+    int8 = Detector(int8_export / "tiny.int8.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15)
+    generator = SceneGenerator(160, 120, seed=11)
+    images = [generator.image(index)[0] for index in range(4)]
+    for reference, quantized in zip(fp32.detect_batch(images), int8.detect_batch(images)):
+        assert len(quantized) == len(reference) == 15
+        np.testing.assert_allclose(np.sort(quantized.scores), np.sort(reference.scores), atol=0.01)
+        for box, class_id in zip(reference.boxes[:3], reference.class_ids[:3]):
+            same_class = quantized.boxes[quantized.class_ids == class_id]
+            assert len(same_class) and box_iou(box, same_class).max() > 0.5
+
+
+def test_int8_calibration_folder_problems(tmp_path, capsys):
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt", TINY_RTDETR)
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    for folder, message in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "empty", "holds no")):
+        with pytest.raises(DatasetError, match=message):
+            export(checkpoint, tmp_path / "out.onnx", int8_calibration=folder)
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "out.int8.onnx").exists()
+
+
+def test_detr_export_softmax_without_no_object_at_two_sizes(tmp_path):
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(tmp_path / "detr.pt", TINY_DETR)
+    path = export(checkpoint, tmp_path / "detr.onnx", dynamic_size=True)["fp32"]
+    deployed, _, _ = deployed_detector(checkpoint)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for height, width in ((96, 128), (160, 96)):
+        images = rng.random((2, 3, height, width), dtype=np.float32)
+        sizes = np.array([[640, 480], [width, height]], np.int64)
+        labels, boxes, scores = session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": sizes})
+        with torch.no_grad():
+            expected = [t.numpy() for t in deployed(torch.from_numpy(images), torch.from_numpy(sizes))]
+        assert labels.shape == (2, TINY_DETR["num_queries"])
+        assert labels.max() < len(CLASS_NAMES)  # the no-object class never comes out
+        np.testing.assert_array_equal(labels, expected[0])
+        np.testing.assert_allclose(boxes, expected[1], atol=1e-2, rtol=0)
+        np.testing.assert_allclose(scores, expected[2], atol=1e-4, rtol=0)
+    detector = Detector(path, cache_dir=tmp_path / "cache", score_threshold=0.0)
+    assert detector.input_size == (96, 128) and len(detector.detect(np.zeros((50, 70, 3), np.uint8))) == 10
