@@ -29,6 +29,7 @@ def save_checkpoint(path, *, model_config, state_dict, class_names, category_ids
     """
     if len(class_names) != len(category_ids):
         raise ValueError(f"{len(class_names)} class names but {len(category_ids)} category ids")
+    _check_plain(extra or {}, "extra")
     payload = {
         "model_config": dict(model_config),
         "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
@@ -46,6 +47,22 @@ def save_checkpoint(path, *, model_config, state_dict, class_names, category_ids
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _check_plain(value, where):
+    """Refuse what load_checkpoint (weights_only) could not read back."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, where)
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif not isinstance(value, _PLAIN_TYPES):
+        raise ValueError(f"{where} holds a {type(value).__name__}; checkpoints store only plain values and tensors")
 
 
 def read_torch_file(path):

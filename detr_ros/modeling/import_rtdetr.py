@@ -63,14 +63,14 @@ def rtdetr_state_dict_from_official(state_dict, base_config=None, source="checkp
         renamed[key] = value
     version = "v2" if any(k.endswith("num_points_scale") for k in state_dict) else "v1"
     values = (base_config or ModelConfig()).to_dict()
-    values.update(_official_architecture(renamed, state_dict, source))
+    values.update(_official_architecture(renamed, state_dict, values["decoder_nhead"], source))
     values["version"] = version
     if version == "v1" and values["cross_attn_method"] != "default":
         values["version"] = "v2"
     return ModelConfig.from_dict(values, source=source), renamed
 
 
-def _official_architecture(sd, original, source):
+def _official_architecture(sd, original, nhead, source):
     try:
         stages = _count(sd, r"^backbone\.res_layers\.(\d+)\.")
         blocks = [_count(sd, rf"^backbone\.res_layers\.{i}\.blocks\.(\d+)\.") for i in range(stages)]
@@ -79,7 +79,6 @@ def _official_architecture(sd, original, source):
         fpn_hidden = sd["encoder.fpn_blocks.0.conv1.conv.weight"].shape[0]
         hidden = sd["decoder.input_proj.0.conv.weight"].shape[0]
         decoder_layers = _count(sd, r"^decoder\.decoder\.layers\.(\d+)\.")
-        nhead = 8
         total_points = sd["decoder.decoder.layers.0.cross_attn.attention_weights.weight"].shape[0] // nhead
         values = {
             "architecture": "rtdetr",
