@@ -1,0 +1,169 @@
+"""``detr-ros eval MODEL DATA [--json FILE]``: COCO mAP of a checkpoint or an ONNX model.
+
+MODEL is a detr_ros checkpoint (run in PyTorch, post-processed as the exported graph
+does it) or an ``.onnx`` file (run through ``detr_ros.runtime.Detector``, so the artifact
+that ships is the one measured). DATA is a folder as ``detr-ros synth`` writes it.
+The numbers are pycocotools' own: AP (IoU 0.50:0.95), AP50, AP75, APs, APm, APl, and a
+per-class table of AP and AP50.
+"""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detr_ros.errors import DatasetError, ModelFileError
+from detr_ros.training.dataset import CocoDetection, SampleKey, collate
+from detr_ros.training.transforms import resize_and_sanitize
+
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def load_coco_ground_truth(annotation_file):
+    """pycocotools COCO object for an annotations file (its loading chatter silenced)."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(annotation_file))
+
+
+def coco_evaluate(coco_gt, detections):
+    """COCO box mAP of ``detections`` against ``coco_gt`` (a pycocotools COCO object).
+
+    detections: list of {"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}
+    Returns {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_class": [{"category_id", "name",
+    "AP", "AP50"}], "num_images", "num_detections", "summary": pycocotools' printed table}.
+    Values that pycocotools leaves undefined (no ground truth of that kind) are -1.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    categories = coco_gt.loadCats(coco_gt.getCatIds())
+    result = {"num_images": len(coco_gt.getImgIds()), "num_detections": len(detections)}
+    if not detections:
+        result.update({key: 0.0 for key in SUMMARY_KEYS})
+        result["per_class"] = [{"category_id": c["id"], "name": c["name"], "AP": 0.0, "AP50": 0.0} for c in categories]
+        result["summary"] = "no detections"
+        return result
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        coco_dt = coco_gt.loadRes(detections)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    result.update({key: float(value) for key, value in zip(SUMMARY_KEYS, evaluator.stats[:6])})
+    # precision: [IoU thresholds, recall points, categories, area ranges, max detections]
+    precision = evaluator.eval["precision"]
+    per_class = [{
+        "category_id": category_id,
+        "name": coco_gt.cats[category_id]["name"],
+        "AP": _mean_defined(precision[:, :, k, 0, -1]),
+        "AP50": _mean_defined(precision[0, :, k, 0, -1]),
+    } for k, category_id in enumerate(evaluator.params.catIds)]
+    result["per_class"] = per_class
+    result["summary"] = "\n".join(line for line in output.getvalue().splitlines() if "Average" in line)
+    return result
+
+
+def _mean_defined(values):
+    """Mean of the precision values pycocotools defines (it marks the others -1); -1 when none are."""
+    values = values[values > -1]
+    return float(values.mean()) if values.size else -1.0
+
+
+def detections_from_outputs(labels, boxes, scores, image_ids, category_ids):
+    """Post-processed batch (labels [B, K], boxes xyxy pixels [B, K, 4], scores [B, K]) -> COCO results."""
+    results = []
+    for image_labels, image_boxes, image_scores, image_id in zip(labels, boxes, scores, image_ids):
+        for label, (x0, y0, x1, y1), score in zip(image_labels.tolist(), image_boxes.tolist(), image_scores.tolist()):
+            results.append({"image_id": int(image_id), "category_id": int(category_ids[label]),
+                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+    return results
+
+
+@torch.no_grad()
+def predict_pytorch(model, dataset, category_ids, input_size, *, num_top_queries, score_mode="sigmoid",
+                    batch_size=8, device="cpu"):
+    """COCO results of a PyTorch model over a CocoDetection (images stretched to input_size [H, W])."""
+    from detr_ros.modeling.postprocess import postprocess
+
+    model.eval()
+    results = []
+    keys = [SampleKey(i, 0, tuple(input_size)) for i in range(len(dataset))]
+    for start in range(0, len(keys), batch_size):
+        images, targets = collate([dataset[key] for key in keys[start:start + batch_size]])
+        outputs = model(images.to(device))
+        sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
+        labels, boxes, scores = postprocess(outputs["pred_logits"], outputs["pred_boxes"], sizes,
+                                            num_top_queries=num_top_queries, score_mode=score_mode)
+        results += detections_from_outputs(labels.cpu(), boxes.cpu(), scores.cpu(),
+                                           [t["image_id"] for t in targets], category_ids)
+    return results
+
+
+def evaluate_pytorch(model, model_config, category_ids, data_dir, *, batch_size=8, device="cpu"):
+    """COCO metrics of a PyTorch model (see coco_evaluate) on a dataset folder."""
+    dataset = CocoDetection.from_folder(data_dir, finish=resize_and_sanitize)
+    results = predict_pytorch(model, dataset, category_ids, model_config.input_size,
+                              num_top_queries=model_config.num_top_queries,
+                              score_mode="sigmoid" if model_config.architecture == "rtdetr" else "softmax",
+                              batch_size=batch_size, device=device)
+    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), results)
+
+
+def evaluate_onnx(model_path, data_dir, *, threads=None):
+    """COCO metrics of an ONNX model run through the runtime Detector, every detection kept."""
+    from detr_ros.runtime import Detector
+
+    detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000)
+    dataset = CocoDetection.from_folder(data_dir)
+    results = []
+    for index, entry in enumerate(dataset.images):
+        rgb = dataset.read_image(index).permute(1, 2, 0).numpy()
+        found = detector.detect(np.ascontiguousarray(rgb), color_order="rgb")
+        for (x0, y0, x1, y1), score, class_id in zip(found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist()):
+            results.append({"image_id": entry["id"], "category_id": int(detector.category_ids[class_id]),
+                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), results)
+
+
+def print_metrics(metrics, title):
+    print(title)
+    print("  " + "  ".join(f"{key} {metrics[key]:.3f}" for key in SUMMARY_KEYS))
+    width = max([len(c["name"]) for c in metrics["per_class"]] + [5])
+    print(f"  {'class':<{width}}  {'id':>4}  {'AP':>6}  {'AP50':>6}")
+    for row in metrics["per_class"]:
+        print(f"  {row['name']:<{width}}  {row['category_id']:>4}  {row['AP']:>6.3f}  {row['AP50']:>6.3f}")
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="detr_ros checkpoint (.pt) or ONNX model (.onnx)")
+    parser.add_argument("data", help="dataset folder: annotations.json and images/")
+    parser.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (checkpoints)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch/ONNX Runtime's choice)")
+
+
+def run(args):
+    model_path, data_dir = Path(args.model), Path(args.data)
+    if not model_path.is_file():
+        raise ModelFileError(f"{model_path}: no such file")
+    if not data_dir.is_dir():
+        raise DatasetError(f"{data_dir}: no such dataset folder (expected annotations.json and images/)")
+    if model_path.suffix == ".onnx":
+        metrics = evaluate_onnx(model_path, data_dir, threads=args.threads)
+    else:
+        from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, checkpoint = load_model(model_path)
+        metrics = evaluate_pytorch(model, model_config_from_checkpoint(checkpoint, model_path),
+                                   checkpoint["category_ids"], data_dir, batch_size=args.batch_size)
+    print_metrics(metrics, f"{model_path} on {data_dir} ({metrics['num_images']} images)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in metrics.items() if k != "summary"}, indent=2))
+    return 0
