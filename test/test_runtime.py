@@ -212,6 +212,16 @@ def test_optimised_graph_is_cached_and_reused(graphs, cache):
     assert cached[0].stat().st_size > len(b"damaged")
 
 
+def test_unusable_cache_folder_only_turns_the_cache_off(graphs, tmp_path, caplog):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with caplog.at_level(logging.WARNING, logger="detr_ros.runtime"):
+        detector = Detector(graphs["official_plain"], cache_dir=not_a_folder)
+    assert "optimised-graph cache off" in caplog.text
+    np.testing.assert_allclose(detector.detect(draw_box(160, 160, (10, 20, 90, 100))).boxes[0], (10, 20, 90, 100),
+                               atol=1.0)
+
+
 def test_concurrent_callers_get_their_own_results(graphs, cache):
     detector = Detector(graphs["ultralytics"], cache_dir=cache, threads=1)
     boxes = [(4 * i, 2 * i, 60 + 4 * i, 70 + 2 * i) for i in range(8)]

@@ -243,8 +243,6 @@ class Detector:
             try:
                 session = self._session_with_cache(chain, provider_options, threads,
                                                    cache_optimized_model and provider == "CPUExecutionProvider")
-            except ModelFileError:
-                raise
             except Exception as error:  # onnxruntime raises its own exception types for a failed provider
                 if provider == providers[-1]:
                     raise ModelFileError(f"{self.model_path}: onnxruntime cannot load it: {error}") from None
@@ -253,7 +251,6 @@ class Detector:
             if session.get_providers()[0] != provider:
                 failures[SHORT_NAMES[provider]] = "failed to start (onnxruntime dropped it)"
             return session, failures
-        raise AssertionError("resolve_providers returns at least one provider")
 
     def _provider_options(self, provider, trt_options, device_id, has_qdq):
         if provider == "TensorrtExecutionProvider":
@@ -271,10 +268,17 @@ class Detector:
     def _session_with_cache(self, providers, provider_options, threads, cache_optimized_model):
         """A session; on the CPU the optimised graph is saved once and loaded on later starts."""
         options = session_options(threads)
+        folder = self._cache_dir / "optimized"
+        if cache_optimized_model:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                LOG.warning("detector %s: optimised-graph cache off, cannot create %s (%s)",
+                            self.model_path.name, folder, error.strerror or error)
+                cache_optimized_model = False
         if not cache_optimized_model:
             return ort.InferenceSession(str(self.model_path), options, providers=providers,
                                         provider_options=provider_options)
-        folder = self._cache_dir / "optimized"
         cached = folder / f"{self.model_sha256[:16]}-ort{ort.__version__}-{cpu_identity()}.onnx"
         if cached.is_file():
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -286,7 +290,6 @@ class Detector:
                             self.model_path.name, cached, str(error).splitlines()[0])
                 cached.unlink(missing_ok=True)
                 options = session_options(threads)
-        folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{cached.stem}.{os.getpid()}.{threading.get_ident()}.partial.onnx"
         options.optimized_model_filepath = str(partial)
         # onnxruntime warns that the saved graph is specific to this CPU; the cache key says so already.
