@@ -122,6 +122,9 @@ def test_recording_pairs_by_stamp_whatever_the_arrival_order(tmp_path):
     for index, latency in ((0, 10.0), (1, 20.0), (5, 30.0)):  # frames 2 and 3 are never answered
         boxes, classes = truths[index]
         recording.add_detections(index, (boxes, np.full(len(classes), 0.8, np.float32), classes), latency)
+    # Detections of a frame sent before the recorder listened: neither in nor answered.
+    recording.add_detections(99, truths[0][:1] + (np.ones(len(truths[0][1])), truths[0][1]), 5.0)
+    assert (recording.frames_answered, recording.waiting) == (4, 2)
 
     summary = recording.write(tmp_path, contact_sheet_frames=2, details={"run": "test"})
     assert (summary["frames_in"], summary["frames_answered"], summary["dropped"]) == (6, 4, 2)

@@ -133,7 +133,6 @@ class Recording:
         self.class_names = []
         self._frames = {}  # stamp_ns -> dict(image=(jpeg, color_order, width, height), truth=..., detections=...)
         self._stored_images = 0
-        self._latencies_ms = []
 
     def knows(self, stamp_ns):
         return stamp_ns in self._frames
@@ -141,19 +140,19 @@ class Recording:
     def _frame(self, stamp_ns):
         return self._frames.setdefault(stamp_ns, {"image": None, "truth": None, "detections": None, "latency_ms": None})
 
-    @property
-    def frames_in(self):
-        return sum(1 for f in self._frames.values() if f["image"] is not None or f["truth"] is not None)
+    def _frames_in(self):
+        """(stamp, frame) of the frames whose image or ground truth came, in stamp order."""
+        return [(stamp, f) for stamp, f in sorted(self._frames.items())
+                if f["image"] is not None or f["truth"] is not None]
 
     @property
     def frames_answered(self):
-        return len(self._latencies_ms)
+        return sum(1 for _, f in self._frames_in() if f["detections"] is not None)
 
     @property
     def waiting(self):
         """Frames in still waiting for their detections."""
-        return self.frames_in - sum(1 for f in self._frames.values() if f["detections"] is not None and (
-            f["image"] is not None or f["truth"] is not None))
+        return sum(1 for _, f in self._frames_in() if f["detections"] is None)
 
     def add_image(self, stamp_ns, image, color_order):
         """image: uint8 [H, W, 3] in ``color_order`` ("rgb" | "bgr")."""
@@ -172,8 +171,6 @@ class Recording:
     def add_detections(self, stamp_ns, detections, latency_ms):
         """detections: (boxes [n, 4] xyxy, scores [n], class_ids [n]) of the image stamped ``stamp_ns``."""
         frame = self._frame(stamp_ns)
-        if frame["detections"] is None:
-            self._latencies_ms.append(latency_ms)
         frame["detections"], frame["latency_ms"] = detections, latency_ms
 
     def _annotated(self, frame):
@@ -190,22 +187,24 @@ class Recording:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        answered = [(stamp, f) for stamp, f in sorted(self._frames.items()) if f["detections"] is not None]
+        # Detections of a frame this recorder never saw (sent before it listened) are left out.
+        frames_in = self._frames_in()
+        answered = [(stamp, f) for stamp, f in frames_in if f["detections"] is not None]
+        latencies_ms = [f["latency_ms"] for _, f in answered]
         drawable = [(stamp, f) for stamp, f in answered if f["image"] is not None and f["image"][0] is not None]
         outputs = {}
         if drawable:
             outputs["video"] = self._write_video(folder / VIDEO_NAME, drawable)
             outputs["contact_sheet"] = self._write_contact_sheet(folder / CONTACT_SHEET_NAME, drawable,
                                                                  contact_sheet_frames)
-        frames_in = self.frames_in
         span_s = (answered[-1][0] - answered[0][0]) / 1e9 if len(answered) > 1 else 0.0
         summary = dict(details)
         summary.update({
-            "frames_in": frames_in,
+            "frames_in": len(frames_in),
             "frames_answered": len(answered),
-            "dropped": frames_in - len(answered),
+            "dropped": len(frames_in) - len(answered),
             "answered_hz": round((len(answered) - 1) / span_s, 2) if span_s > 0 else None,
-            "latency_ms": {"p50": _percentile(self._latencies_ms, 50), "p99": _percentile(self._latencies_ms, 99),
+            "latency_ms": {"p50": _percentile(latencies_ms, 50), "p99": _percentile(latencies_ms, 99),
                            "measured": "image header stamp to detections received by the recorder"},
             "class_names": list(self.class_names),
             "outputs": outputs,

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -79,15 +81,14 @@ def _die_with_parent():
 
 
 class NodeProcess:
-    """One node run as its own process, its output going to ``log_path``."""
+    """One node run as its own process, its parameters in a YAML file and its output in ``log_path``."""
 
     def __init__(self, name, module, parameters, log_path):
         self.name = name
         self.log_path = log_path
-        arguments = [f"{key}:={_parameter_text(value)}" for key, value in parameters.items()]
-        self.command = [sys.executable, "-m", module, "--ros-args"]
-        for argument in arguments:
-            self.command += ["-p", argument]
+        parameters_path = log_path.with_suffix(".params.yaml")
+        parameters_path.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+        self.command = [sys.executable, "-m", module, "--ros-args", "--params-file", str(parameters_path)]
         self.process = None
 
     def start(self, env):
@@ -118,14 +119,6 @@ class NodeProcess:
         lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
         tail = "\n".join(f"    {line}" for line in lines)
         return DetrRosError(f"the {self.name} process {what}; last lines of {self.log_path}:\n{tail}")
-
-
-def _parameter_text(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ",".join(f"'{v}'" for v in value) + "]"
-    return str(value)
 
 
 def _environment(camera_topic):
