@@ -141,7 +141,8 @@ def test_every_way_of_reading_the_same_frames_gives_the_same_detections(tiny_mod
     streams = {}
     for image in images:
         streams.setdefault(image["file_name"], []).append(image)
-    topics = [f"{bag}:{topic}" for bag in (sqlite_bag, mcap_bag) for topic in ("/cam/image_raw", "/cam2/image/compressed")]
+    topics = [f"{bag}:{topic}" for bag in (sqlite_bag, mcap_bag)
+              for topic in ("/cam/image_raw", "/cam2/image/compressed")]
     assert sorted(streams) == sorted(topics + [str(video)] + [str(stills / f"frame{i}.png") for i in range(4)])
     for topic in topics:
         assert [i["frame"] for i in streams[topic]] == [0, 1, 2, 3]

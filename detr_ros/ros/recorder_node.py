@@ -250,7 +250,8 @@ class Recording:
         return str(path)
 
     def _write_contact_sheet(self, path, frames, count):
-        chosen = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))]
+        spread = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+        chosen = [frames[i] for i in np.unique(spread)]
         tiles = []
         for _, frame in chosen:
             image = self._annotated(frame)

@@ -206,6 +206,9 @@ def run(args):
                                   STARTUP_ALLOWANCE_S)
             camera.start(env)
         _wait_for_recorder(recorder, processes, seconds + STARTUP_ALLOWANCE_S)
+    except KeyboardInterrupt:
+        print(f"interrupted: stopping the nodes; their logs are in {logs}", file=sys.stderr)
+        raise
     finally:
         for process in reversed(processes):
             process.stop()
