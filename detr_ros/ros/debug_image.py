@@ -32,3 +32,19 @@ def draw_detections(image, color_order, boxes, scores, class_ids, names):
         cv2.putText(canvas, text, (top_left[0], text_y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 0, 0),
                     thickness, cv2.LINE_AA)
     return canvas
+
+
+def tile_grid(tiles, columns):
+    """Pictures side by side in rows of ``columns``, on white (contact sheets, explain panels).
+
+    tiles: uint8 [h_i, W, 3] arrays of one width W; each row is as tall as the tallest tile.
+    """
+    width = tiles[0].shape[1]
+    height = max(tile.shape[0] for tile in tiles)
+    columns = min(columns, len(tiles))
+    rows = -(-len(tiles) // columns)
+    grid = np.full((rows * height, columns * width, 3), 255, np.uint8)
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        grid[row * height:row * height + tile.shape[0], column * width:(column + 1) * width] = tile
+    return grid

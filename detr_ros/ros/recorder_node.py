@@ -13,7 +13,6 @@ run ends (frame count, duration, or the camera went quiet) it writes to ``output
 """
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.errors import ConfigError, DetrRosError
-from detr_ros.ros.debug_image import draw_detections
+from detr_ros.ros.debug_image import draw_detections, tile_grid
 from detr_ros.ros.detector_parameters import RELIABILITIES, ParameterSpec, camera_topics
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 
@@ -258,14 +257,7 @@ class Recording:
             scale = CONTACT_SHEET_TILE_WIDTH / image.shape[1]
             tiles.append(cv2.resize(image, (CONTACT_SHEET_TILE_WIDTH, max(1, round(image.shape[0] * scale))),
                                     interpolation=cv2.INTER_AREA))
-        tile_height = max(t.shape[0] for t in tiles)
-        columns = min(CONTACT_SHEET_COLUMNS, len(tiles))
-        rows = math.ceil(len(tiles) / columns)
-        sheet = np.full((rows * tile_height, columns * CONTACT_SHEET_TILE_WIDTH, 3), 255, np.uint8)
-        for index, tile in enumerate(tiles):
-            row, column = divmod(index, columns)
-            y, x = row * tile_height, column * CONTACT_SHEET_TILE_WIDTH
-            sheet[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
+        sheet = tile_grid(tiles, CONTACT_SHEET_COLUMNS)
         if not cv2.imwrite(str(path), sheet):
             raise DetrRosError(f"OpenCV cannot write {path}")
         return str(path)

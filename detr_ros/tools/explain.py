@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from detr_ros.errors import ConfigError, DatasetError
-from detr_ros.ros.debug_image import class_colour
+from detr_ros.ros.debug_image import class_colour, tile_grid
 
 DEFAULT_OUT = Path("out") / "explain"
 PANEL_WIDTH = 360
@@ -141,17 +141,6 @@ def _draw_box(image_bgr, box, class_id, thickness=2):
     cv2.rectangle(image_bgr, (x0, y0), (x1, y1), (blue, green, red), thickness)
 
 
-def tile_grid(tiles, columns):
-    """Tiles (uint8 [h_i, PANEL_WIDTH, 3]) in rows of ``columns``, on white."""
-    height = max(t.shape[0] for t in tiles)
-    rows = -(-len(tiles) // columns)
-    grid = np.full((rows * height, columns * PANEL_WIDTH, 3), 255, np.uint8)
-    for index, tile in enumerate(tiles):
-        row, column = divmod(index, columns)
-        grid[row * height:row * height + tile.shape[0], column * PANEL_WIDTH:(column + 1) * PANEL_WIDTH] = tile
-    return grid
-
-
 def _label(class_names, class_id, score):
     name = class_names[class_id] if 0 <= class_id < len(class_names) else f"class_{class_id}"
     return f"{name} {score:.2f}"
@@ -186,7 +175,7 @@ def explain_detr(model, images, image_bgr, class_names, count, threshold, points
         _draw_box(canvas, box, class_id)
         tiles.append(_panel(canvas, f"query {query}: {_label(class_names, class_id, score)}")[0])
     if tiles:
-        pictures["detr_decoder_attention.png"] = tile_grid(tiles, min(3, len(tiles)))
+        pictures["detr_decoder_attention.png"] = tile_grid(tiles, 3)
 
     if encoder_calls:
         if points is None:
@@ -202,7 +191,7 @@ def explain_detr(model, images, image_bgr, class_names, count, threshold, points
                            max(12, width // 25), max(2, width // 300))
             tiles.append(_panel(canvas, f"encoder self-attention from ({x:.0f}, {y:.0f})")[0])
         if tiles:
-            pictures["detr_encoder_attention.png"] = tile_grid(tiles, min(3, len(tiles)))
+            pictures["detr_encoder_attention.png"] = tile_grid(tiles, 3)
     return pictures
 
 
