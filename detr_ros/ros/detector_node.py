@@ -224,6 +224,7 @@ class DetectorNode(Node):
             if not frames:
                 return  # closed
             settings = self._settings
+            started_ns = time.monotonic_ns()
             try:
                 found = self._detector.detect_batch(
                     [f.image for f in frames],
@@ -235,15 +236,16 @@ class DetectorNode(Node):
             except Exception as error:  # a failed run (e.g. GPU out of memory) must not end the worker
                 self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
                 continue
+            inference_ns = time.monotonic_ns() - started_ns
             for frame, detections in zip(frames, found):
                 try:
-                    self._publish_detections(frame, detections, settings)
+                    self._publish_detections(frame, detections, settings, inference_ns)
                 except Exception as error:  # after Ctrl-C the context is gone and publishing fails
                     if not self.context.ok():
                         return
                     self.get_logger().error(f"publishing failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
 
-    def _publish_detections(self, frame, detections, settings):
+    def _publish_detections(self, frame, detections, settings, inference_ns):
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = messages.copy_header(frame.header, settings.frame_id)
@@ -251,7 +253,7 @@ class DetectorNode(Node):
             header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format))
         published_ns = time.monotonic_ns()
         stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
-        camera.statistics.record_published(published_ns - frame.received_ns,
+        camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         if settings.publish_debug_image and camera.debug_image.get_subscription_count() > 0:
             labels = [messages.class_label(c, names, "name") for c in detections.class_ids.tolist()]

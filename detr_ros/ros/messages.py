@@ -79,6 +79,8 @@ def stream_status(name, hardware_id, summary, provider):
         "output_rate_hz": f"{summary.output_hz:.2f}",
         "latency_p50_ms": _milliseconds(summary.latency_p50_ms),
         "latency_p99_ms": _milliseconds(summary.latency_p99_ms),
+        "inference_p50_ms": _milliseconds(summary.inference_p50_ms),
+        "node_overhead_p50_ms": _milliseconds(summary.overhead_p50_ms),
         "frame_age_p50_ms": _milliseconds(summary.age_p50_ms),
         "frame_age_max_ms": _milliseconds(summary.age_max_ms),
         "received": str(summary.received_total),
