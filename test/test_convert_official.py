@@ -118,6 +118,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_executable_payload_is_refused(tmp_path):
     marker = tmp_path / "payload_ran"
     with open(tmp_path / "evil.pth", "wb") as handle:
