@@ -197,13 +197,21 @@ def _convert(name, value, annotation, source):
     return list(value)
 
 
-def load_model_config(path):
-    """Read and validate a model YAML file -> ModelConfig. Errors name the file."""
+def read_yaml(path, what):
+    """The content of a YAML file, with ConfigError naming ``what`` (e.g. "model config") and the path.
+
+    An empty file reads as an empty mapping.
+    """
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise ConfigError(f"cannot read model config {path}: {error.strerror}") from error
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"model config {path} is not valid YAML: {error}") from error
-    return ModelConfig.from_dict(values if values is not None else {}, source=str(path))
+        raise ConfigError(f"{what} {path} is not valid YAML: {error}") from error
+    return {} if values is None else values
+
+
+def load_model_config(path):
+    """Read and validate a model YAML file -> ModelConfig. Errors name the file."""
+    return ModelConfig.from_dict(read_yaml(path, "model config"), source=str(path))

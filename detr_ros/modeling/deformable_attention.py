@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLING_METHODS = ("default", "discrete")
+from detr_ros.modeling.config import SAMPLING_METHODS
 
 
 def sample_multi_scale(value, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+# Keys match detr_ros.modeling.config.ACTIVATIONS (the config stays importable without torch).
 _ACTIVATIONS = {
     "relu": nn.ReLU,
     "silu": nn.SiLU,
