@@ -91,7 +91,7 @@ class DetectorNode(Node):
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = self._declare_parameters()
-        self._cameras_topics = cameras_from(values["image_topics"], values["compressed"])
+        cameras_topics = cameras_from(values["image_topics"], values["compressed"])
         self._detector = Detector(
             values["model_path"] or default_model_path(),
             providers=values["providers"],
@@ -101,7 +101,7 @@ class DetectorNode(Node):
             device_id=values["device_id"],
         )
         self._settings = self._settings_from(values)
-        self._frames = LatestFrames(len(self._cameras_topics))
+        self._frames = LatestFrames(len(cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=values["qos_depth"],
@@ -110,7 +110,7 @@ class DetectorNode(Node):
         )
         try:
             self._cameras = [self._create_camera(index, topics, input_qos)
-                             for index, topics in enumerate(self._cameras_topics)]
+                             for index, topics in enumerate(cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
