@@ -57,6 +57,7 @@ def test_bench_compares_a_known_and_a_foreign_graph(models, tmp_path, capsys):
         assert figures["fps"] > 0
     assert report["ratio"] == pytest.approx(
         model["stages"]["inference"]["p50_ms"] / other["stages"]["inference"]["p50_ms"], rel=1e-3)
+    assert report["paired_ratio"] > 0
     share = (model["stages"]["preprocess"]["p50_ms"] + model["stages"]["postprocess"]["p50_ms"]) / model[
         "stages"]["inference"]["p50_ms"]
     assert model["pre_post_share_of_inference"] == pytest.approx(share, rel=1e-3)

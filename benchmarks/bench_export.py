@@ -1,0 +1,153 @@
+"""End-to-end export benchmark: our ONNX graph against a plain export of Hugging Face's, INT8 against FP32.
+
+Steps, each through the project's own commands:
+  1. transformers RTDetrForObjectDetection, R18-vd settings, random weights, saved as on the Hub;
+  2. ``detr-ros convert`` imports it; ``detr-ros export`` writes our FP32 graph and, calibrated on
+     synthetic scenes, its INT8 copy;
+  3. the transformers model goes through a plain ``torch.onnx.export`` at opset 17;
+  4. ``detr-ros bench`` times ours against transformers' and INT8 against FP32, alternating runs;
+  5. with a trained checkpoint (default: models/synthetic_rtdetr.pt) its FP32 and INT8 exports are
+     evaluated with ``detr-ros eval`` on held-out synthetic scenes: the INT8 AP delta.
+
+Targets (RT-DETR-R18-vd, 640x640, batch 1, CPU, 2 threads): ours <= 0.85x transformers' latency,
+pre + post-processing < 3% of inference, INT8 >= 1.8x faster than FP32 with AP within 1 point.
+
+    .venv/bin/python benchmarks/bench_export.py --work /tmp/bench_export [--iterations 20]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+
+REPO = Path(__file__).resolve().parents[1]
+R18_BACKBONE = dict(hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic", embedding_size=64,
+                    out_indices=[2, 3, 4])
+R18_SETTINGS = dict(encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3, num_labels=80)
+
+
+def detr_ros(*arguments):
+    """Run one ``detr-ros`` verb as a user would; stop the benchmark if it fails."""
+    command = [sys.executable, "-m", "detr_ros.cli", *map(str, arguments)]
+    print("$ detr-ros " + " ".join(map(str, arguments)), flush=True)
+    subprocess.run(command, check=True, cwd=REPO)
+
+
+class LogitsAndBoxes(torch.nn.Module):
+    """transformers' model with its two prediction tensors as plain outputs, for torch.onnx.export."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        outputs = self.model(pixel_values=pixel_values)
+        return outputs.logits, outputs.pred_boxes
+
+
+def spread_weights(model, seed):
+    """Weights of trained-like magnitude. transformers' initialisation shrinks the encoder's outputs to
+    ~1e-9, which makes the top-K query selection a coin toss among ties and pushes the CPU into
+    denormal arithmetic; neither says anything about a real model."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point() or "n_points_scale" in name:
+                continue
+            if tensor.dim() > 1:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * fan_in ** -0.5)
+            elif name.endswith(("running_var", "weight")):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+            else:
+                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+
+
+def build_hf_r18(folder, seed):
+    config = transformers.RTDetrConfig(backbone_config=transformers.RTDetrResNetConfig(**R18_BACKBONE), **R18_SETTINGS)
+    model = transformers.RTDetrForObjectDetection(config).eval()
+    spread_weights(model, seed)
+    model.save_pretrained(folder)
+    return model
+
+
+def export_hf(model, path, size):
+    with torch.no_grad():
+        torch.onnx.export(LogitsAndBoxes(model).eval(), (torch.rand(1, 3, *size),), str(path),
+                          input_names=["pixel_values"], output_names=["logits", "pred_boxes"],
+                          dynamic_axes={"pixel_values": {0: "batch"}}, opset_version=17, dynamo=False)
+
+
+def bench(work, name, model, other, args):
+    report = work / f"{name}.json"
+    detr_ros("bench", model, "--compare", other, "--threads", args.threads, "--batch", 1,
+             "--iterations", args.iterations, "--warmup", args.warmup, "--json", report)
+    return json.loads(report.read_text())
+
+
+def evaluate_int8_ap(work, checkpoint, args):
+    """AP of the FP32 and INT8 exports of a trained checkpoint on held-out synthetic scenes."""
+    detr_ros("synth", work / "heldout", "--images", args.heldout_images, "--seed", 4242, "--size", args.scene_size)
+    detr_ros("synth", work / "trained_calibration", "--images", 32, "--seed", 777, "--size", args.scene_size)
+    detr_ros("export", checkpoint, work / "trained.onnx", "--int8", "--calibration", work / "trained_calibration")
+    metrics = {}
+    for variant in ("trained.onnx", "trained.int8.onnx"):
+        output = work / f"eval_{variant}.json"
+        detr_ros("eval", work / variant, work / "heldout", "--threads", args.threads, "--json", output)
+        metrics[variant] = json.loads(output.read_text())["AP"]
+    ratio = bench(work, "bench_trained_int8_vs_fp32", work / "trained.int8.onnx", work / "trained.onnx", args)
+    return {"fp32_AP": metrics["trained.onnx"], "int8_AP": metrics["trained.int8.onnx"],
+            "AP_delta_points": 100 * (metrics["trained.int8.onnx"] - metrics["trained.onnx"]),
+            "int8_speedup": 1 / ratio["ratio"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/detr_ros_bench_export"), help="scratch folder")
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "models" / "synthetic_rtdetr.pt",
+                        help="trained checkpoint for the INT8 AP delta (skipped when missing)")
+    parser.add_argument("--heldout-images", type=int, default=200)
+    parser.add_argument("--scene-size", default="320x320", help="synthetic scenes WIDTHxHEIGHT")
+    parser.add_argument("--json", type=Path, help="summary JSON (default: WORK/summary.json)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+
+    hf_model = build_hf_r18(work / "hf_r18vd", seed=0)
+    export_hf(hf_model, work / "hf_r18vd.onnx", (640, 640))
+    detr_ros("convert", work / "hf_r18vd", work / "r18vd.pt")
+    detr_ros("synth", work / "calibration", "--images", 32, "--seed", 99, "--size", "640x480")
+    detr_ros("export", work / "r18vd.pt", work / "r18vd.onnx", "--size", "640x640", "--int8",
+             "--calibration", work / "calibration")
+
+    ours_vs_hf = bench(work, "bench_ours_vs_hf", work / "r18vd.onnx", work / "hf_r18vd.onnx", args)
+    int8_vs_fp32 = bench(work, "bench_int8_vs_fp32", work / "r18vd.int8.onnx", work / "r18vd.onnx", args)
+    summary = {
+        "ours_over_hf_inference": ours_vs_hf["ratio"],
+        "ours_over_hf_inference_paired": ours_vs_hf["paired_ratio"],
+        "pre_post_share_of_inference": ours_vs_hf["model"]["pre_post_share_of_inference"],
+        "int8_speedup_over_fp32": round(1 / int8_vs_fp32["ratio"], 3),
+        "int8_speedup_over_fp32_paired": round(1 / int8_vs_fp32["paired_ratio"], 3),
+        "targets": {"ours_over_hf_inference": "<= 0.85", "pre_post_share_of_inference": "< 0.03",
+                    "int8_speedup_over_fp32": ">= 1.8", "int8_AP_delta_points": "within 1"},
+    }
+    if args.checkpoint.is_file():
+        summary["trained_int8"] = evaluate_int8_ap(work, args.checkpoint, args)
+    else:
+        print(f"no trained checkpoint at {args.checkpoint}: INT8 AP delta not measured")
+    output = args.json or work / "summary.json"
+    output.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
