@@ -1,6 +1,8 @@
 """``detr-ros convert`` routes DETR checkpoints (facebookresearch/detr and transformers) to the
 DETR importer, detects their kind and names their classes."""
 
+import argparse
+
 import pytest
 import torch
 import torchvision
@@ -29,7 +31,7 @@ def test_official_detr_checkpoint_converts_with_coco_names(tmp_path):
     weights.update(_prefixed("class_embed.", nn.Linear(hidden, 92)))  # COCO category ids 0..90 + no-object
     for i, (n_in, n_out) in enumerate([(hidden, hidden), (hidden, hidden), (hidden, 4)]):
         weights.update(_prefixed(f"bbox_embed.layers.{i}.", nn.Linear(n_in, n_out)))
-    torch.save({"model": weights, "args": {"lr": 1e-4}}, tmp_path / "detr-r18-test.pth")
+    torch.save({"model": weights, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "detr-r18-test.pth")
 
     assert cli_main(["convert", str(tmp_path / "detr-r18-test.pth"), str(tmp_path / "detr.pt")]) == 0
     model, checkpoint = load_model(tmp_path / "detr.pt")

@@ -48,6 +48,7 @@ def test_official_v2_checkpoint_converts_to_the_same_model(source_model, tmp_pat
     state = dict(model.state_dict())
     for i, layer in enumerate(model.decoder.decoder.layers):  # official v2 files carry this buffer
         state[f"decoder.decoder.layers.{i}.cross_attn.num_points_scale"] = layer.cross_attn.num_points_scale
+    state["decoder.anchors"], state["decoder.valid_mask"] = torch.zeros(1, 1470, 4), torch.ones(1, 1470, 1).bool()
     torch.save({"model": state, "ema": {"module": state, "updates": 10}, "last_epoch": 3}, tmp_path / "rtdetrv2.pth")
     (tmp_path / "tiny.yaml").write_text(open(TINY).read())  # heads and queries are not in the weights
 

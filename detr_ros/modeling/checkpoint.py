@@ -5,6 +5,7 @@ half-written checkpoint in place, and read with ``torch.load(weights_only=True)`
 file never runs code stored in it.
 """
 
+import argparse
 import os
 import pickle
 import tempfile
@@ -71,7 +72,9 @@ def read_torch_file(path):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # facebookresearch/detr training checkpoints carry their argparse options: plain attributes.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
             f"{path}: refused to load: the file holds Python objects other than weights "

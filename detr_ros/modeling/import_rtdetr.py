@@ -56,8 +56,8 @@ def rtdetr_state_dict_from_official(state_dict, base_config=None, source="checkp
     """
     renamed = {}
     for key, value in state_dict.items():
-        if key.endswith("num_points_scale"):
-            continue  # derived from num_points; checked below
+        if key.endswith(("num_points_scale", "decoder.anchors", "decoder.valid_mask")):
+            continue  # derived from num_points or the input size (v2 saves them as buffers)
         for pattern, replacement in _OFFICIAL_V1_RENAMES:
             key = re.sub(pattern, replacement, key)
         renamed[key] = value
