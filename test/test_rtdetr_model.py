@@ -112,6 +112,11 @@ def test_any_input_size_gives_valid_boxes(tiny_model, tiny_config, size):
     assert ((out["pred_boxes"] >= 0) & (out["pred_boxes"] <= 1)).all()
 
 
+def test_too_small_input_is_refused_with_the_reason(tiny_model):
+    with torch.no_grad(), pytest.raises(ValueError, match="input too small: .* fewer than the 100 queries"):
+        tiny_model.eval()(torch.rand(1, 3, 64, 64))
+
+
 def test_anchors_follow_width_and_height_of_rectangular_maps():
     anchors, valid = generate_anchors([(2, 4)], eps=0.0)
     boxes = anchors.sigmoid()[0]

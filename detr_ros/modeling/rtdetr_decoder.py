@@ -201,6 +201,8 @@ class RTDETRTransformer(nn.Module):
         """generate_anchors for these level sizes, computed once per size, device and dtype."""
         key = (tuple(spatial_shapes), str(device), dtype)
         if key not in self._anchor_cache:
+            if len(self._anchor_cache) >= 32:  # many input sizes: keep memory bounded
+                self._anchor_cache.clear()
             self._anchor_cache[key] = generate_anchors(spatial_shapes, device=device, dtype=dtype)
         return self._anchor_cache[key]
 
@@ -211,6 +213,11 @@ class RTDETRTransformer(nn.Module):
         return memory, spatial_shapes
 
     def _select_queries(self, memory, spatial_shapes):
+        if memory.shape[1] < self.num_queries:
+            raise ValueError(
+                f"input too small: its feature maps {spatial_shapes} have {memory.shape[1]} positions, "
+                f"fewer than the {self.num_queries} queries to select"
+            )
         anchors, valid_mask = self.anchors(spatial_shapes, memory.device, memory.dtype)
         output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
         enc_logits = self.enc_score_head(output_memory)
