@@ -41,7 +41,9 @@ fi
 # Everything the environment is made from; a change to any of it rebuilds what is needed.
 env_key="$( { echo "python=$py_version system_ros=$system_ros distro=${ROS_DISTRO:-}";
               cat requirements/*.txt scripts/setup_env.sh setup.py setup.cfg package.xml;
-              find interfaces -type f | sort | xargs cat; } | sha256sum | cut -d' ' -f1)"
+              find interfaces -type f | sort | xargs cat;
+              # pip copies launch/, config/ and models/ into the venv's share/detr_ros.
+              find launch config models -type f | sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$env_key" ] && [ -x "$venv/bin/python" ]; then
     say "environment in .venv is up to date"
     exit 0

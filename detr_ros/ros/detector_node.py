@@ -16,11 +16,10 @@ import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import NameValidationException, ParameterException
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import NameValidationException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -32,7 +31,6 @@ from detr_ros.ros.debug_image import draw_detections
 from detr_ros.ros.detector_parameters import (
     PARAMETERS,
     SPECS,
-    STRING_ARRAY,
     cameras_from,
     class_ids_from,
     default_model_path,
@@ -40,6 +38,7 @@ from detr_ros.ros.detector_parameters import (
 )
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.latest_frames import Frame, LatestFrames
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, usage
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.runtime import Detector
 
@@ -76,21 +75,12 @@ class Camera:
     subscription: object = None
 
 
-def _descriptor(spec):
-    descriptor = ParameterDescriptor(description=f"{spec.description} ({spec.allowed()})", read_only=spec.read_only)
-    if spec.low is not None and isinstance(spec.default, float):
-        descriptor.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high)]
-    elif spec.low is not None:
-        descriptor.integer_range = [IntegerRange(from_value=spec.low, to_value=spec.high)]
-    return descriptor
-
-
 class DetectorNode(Node):
     """Loads the model named by the parameters and serves every configured camera."""
 
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
-        values = self._declare_parameters()
+        values = declare_parameters(self, PARAMETERS)
         cameras_topics = cameras_from(values["image_topics"], values["compressed"])
         self._detector = Detector(
             values["model_path"] or default_model_path(),
@@ -140,29 +130,6 @@ class DetectorNode(Node):
         return camera
 
     # -- parameters -------------------------------------------------------------------------------
-
-    def _declare_parameters(self):
-        """Declare every parameter and check the start values; ConfigError names the first bad one."""
-        values = {}
-        for spec in PARAMETERS:
-            default = Parameter.Type.STRING_ARRAY if spec.default == STRING_ARRAY else spec.default
-            try:
-                self.declare_parameter(spec.name, default, _descriptor(spec))
-                value = self.get_parameter(spec.name).value
-            except ParameterException as error:
-                if not (spec.default == STRING_ARRAY and self.has_parameter(spec.name)):
-                    # rclpy refuses wrong types and out-of-range numbers itself; keep its detail, add ours.
-                    raise ConfigError(f"parameter {spec.name}: {error}; expected {spec.allowed()}") from None
-                value = None  # declared without a default and not set (Humble returns None instead)
-            if value is None and spec.default == STRING_ARRAY:
-                # Give it a typed empty list: some rclpy releases' parameter services fail on unset values.
-                value = []
-                self.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, value)])
-            problem = spec.problem(value)
-            if problem:
-                raise ConfigError(f"parameter {spec.name}: {problem}")
-            values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
-        return values
 
     def _settings_from(self, values, current=None):
         """Settings from parameter values: all of them at start, the changed ones over ``current`` later."""
@@ -284,6 +251,10 @@ class DetectorNode(Node):
 
 
 def main(args=None):
+    if help_requested(sys.argv if args is None else args):
+        print(usage("detector", "Detects objects in camera images with an ONNX model and publishes "
+                    "vision_msgs/Detection2DArray per camera.", PARAMETERS))
+        return 0
     rclpy.init(args=args)
     node = None
     try:

@@ -12,8 +12,8 @@ import sys
 import cv2
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -21,14 +21,28 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.errors import DetrRosError
 from detr_ros.ros import messages
+from detr_ros.ros.detector_parameters import ParameterSpec
 from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, usage
 from detr_ros.synthetic.video import SceneVideo
 
 NODE_NAME = "synthetic_camera"
 # Linger after the last frame so that reliable subscribers receive it before the process exits.
 LINGER_S = 1.0
+PARAMETERS = (
+    ParameterSpec("width", 640, "image width in pixels", low=16, high=MAX_IMAGE_SIDE),
+    ParameterSpec("height", 480, "image height in pixels", low=16, high=MAX_IMAGE_SIDE),
+    ParameterSpec("rate", 10.0, "frames per second", low=0.1, high=1000.0),
+    ParameterSpec("seed", 0, "scene seed", low=0, high=2**31 - 1),
+    ParameterSpec("frames", 0, "frames to publish before exiting; 0: run until stopped", low=0, high=2**31 - 1),
+    ParameterSpec("encoding", "rgb8", "sensor_msgs/Image encoding, or jpeg/png for sensor_msgs/CompressedImage",
+                  choices=SUPPORTED_ENCODINGS + COMPRESSED_FORMATS),
+    ParameterSpec("frame_id", "camera", "header frame_id"),
+    ParameterSpec("wait_for_subscribers", 0, "start once the image and ground_truth topics each have this many "
+                  "subscribers; 0: start at once", low=0, high=100),
+)
 
 
 def ground_truth_message(header, annotations):
@@ -44,35 +58,13 @@ def ground_truth_message(header, annotations):
 class SyntheticCamera(Node):
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
-        side = IntegerRange(from_value=16, to_value=MAX_IMAGE_SIDE)
-        self.declare_parameter("width", 640, ParameterDescriptor(description="image width in pixels",
-                                                                 integer_range=[side], read_only=True))
-        self.declare_parameter("height", 480, ParameterDescriptor(description="image height in pixels",
-                                                                  integer_range=[side], read_only=True))
-        self.declare_parameter("rate", 10.0, ParameterDescriptor(
-            description="frames per second", read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)]))
-        self.declare_parameter("seed", 0, ParameterDescriptor(description="scene seed", read_only=True))
-        self.declare_parameter("frames", 0, ParameterDescriptor(
-            description="frames to publish before exiting; 0: run until stopped", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1)]))
-        self.declare_parameter("encoding", "rgb8", ParameterDescriptor(
-            description=f"Image encoding ({', '.join(SUPPORTED_ENCODINGS)}) or a CompressedImage format "
-                        f"({', '.join(COMPRESSED_FORMATS)})", read_only=True))
-        self.declare_parameter("frame_id", "camera", ParameterDescriptor(description="header frame_id",
-                                                                         read_only=True))
-        self.declare_parameter("wait_for_subscribers", 0, ParameterDescriptor(
-            description="start once the image and ground_truth topics each have this many subscribers; "
-                        "0: start at once", read_only=True, integer_range=[IntegerRange(from_value=0, to_value=100)]))
-        self.encoding = self.get_parameter("encoding").value
-        if self.encoding not in SUPPORTED_ENCODINGS + COMPRESSED_FORMATS:
-            raise ConfigError(f"parameter encoding: got {self.encoding!r}, expected one of "
-                             f"{', '.join(SUPPORTED_ENCODINGS + COMPRESSED_FORMATS)}")
-        width, height = self.get_parameter("width").value, self.get_parameter("height").value
-        self.video = SceneVideo(width, height, self.get_parameter("seed").value)
-        self.frames = self.get_parameter("frames").value
-        self.frame_id = self.get_parameter("frame_id").value
-        self.wait_for_subscribers = self.get_parameter("wait_for_subscribers").value
+        values = declare_parameters(self, PARAMETERS)
+        self.encoding = values["encoding"]
+        width, height = values["width"], values["height"]
+        self.video = SceneVideo(width, height, values["seed"])
+        self.frames = values["frames"]
+        self.frame_id = values["frame_id"]
+        self.wait_for_subscribers = values["wait_for_subscribers"]
         self.index = 0
         self.done = False
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -81,9 +73,9 @@ class SyntheticCamera(Node):
         else:
             self.image_publisher = self.create_publisher(Image, "image", qos)
         self.truth_publisher = self.create_publisher(Detection2DArray, "ground_truth", QoSProfile(depth=10))
-        self.timer = self.create_timer(1.0 / self.get_parameter("rate").value, self.publish_frame)
+        self.timer = self.create_timer(1.0 / values["rate"], self.publish_frame)
         self.get_logger().info(f"publishing {width}x{height} {self.encoding} on {self.image_publisher.topic_name} "
-                               f"at {self.get_parameter('rate').value} Hz, ground truth on "
+                               f"at {values['rate']} Hz, ground truth on "
                                f"{self.truth_publisher.topic_name}")
 
     def publish_frame(self):
@@ -112,6 +104,10 @@ class SyntheticCamera(Node):
 
 
 def main(args=None):
+    if help_requested(sys.argv if args is None else args):
+        print(usage(NODE_NAME, "Publishes a synthetic scene video with its ground truth, for demos and tests.",
+                    PARAMETERS))
+        return 0
     rclpy.init(args=args)
     node = None
     try:
@@ -125,6 +121,11 @@ def main(args=None):
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM shuts the context down from rclpy's signal handler, which can land between the
+        # rclpy.ok() check and the next wait; that is a stop, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
