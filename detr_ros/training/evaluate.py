@@ -58,7 +58,7 @@ def coco_evaluate(coco_gt, detections):
     # precision: [IoU thresholds, recall points, categories, area ranges, max detections]
     precision = evaluator.eval["precision"]
     per_class = [{
-        "category_id": category_id,
+        "category_id": int(category_id),
         "name": coco_gt.cats[category_id]["name"],
         "AP": _mean_defined(precision[:, :, k, 0, -1]),
         "AP50": _mean_defined(precision[0, :, k, 0, -1]),
@@ -114,20 +114,25 @@ def evaluate_pytorch(model, model_config, category_ids, data_dir, *, batch_size=
     return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), results)
 
 
-def evaluate_onnx(model_path, data_dir, *, threads=None):
-    """COCO metrics of an ONNX model run through the runtime Detector, every detection kept."""
+def predict_onnx(model_path, dataset, *, threads=None):
+    """COCO results of an ONNX model run through the runtime Detector over a CocoDetection, every detection kept."""
     from detr_ros.runtime import Detector
 
     detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000)
-    dataset = CocoDetection.from_folder(data_dir)
     results = []
     for index, entry in enumerate(dataset.images):
-        rgb = dataset.read_image(index).permute(1, 2, 0).numpy()
-        found = detector.detect(np.ascontiguousarray(rgb), color_order="rgb")
+        rgb = np.ascontiguousarray(dataset.read_image(index).permute(1, 2, 0).numpy())
+        found = detector.detect(rgb, color_order="rgb")
         for (x0, y0, x1, y1), score, class_id in zip(found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist()):
             results.append({"image_id": entry["id"], "category_id": int(detector.category_ids[class_id]),
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
-    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), results)
+    return results
+
+
+def evaluate_onnx(model_path, data_dir, *, threads=None):
+    """COCO metrics of an ONNX model (see coco_evaluate) on a dataset folder."""
+    dataset = CocoDetection.from_folder(data_dir)
+    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), predict_onnx(model_path, dataset, threads=threads))
 
 
 def print_metrics(metrics, title):

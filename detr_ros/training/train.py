@@ -147,6 +147,8 @@ class Trainer:
         # The same seed on every rank builds identical initial weights; DDP checks they agree.
         torch.manual_seed(train_config.seed)
         model = build_model(model_config)
+        if self.dist.world_size > 1 and self.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if init_from is not None and resume_state is None:
             _initial_weights(model, init_from, self.dataset.class_names)
         self.model = model.to(self.device)
@@ -237,6 +239,12 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.dist.world_size > 1:
+            # Batch-norm running statistics are updated from each rank's own batch (CPU has no
+            # SyncBatchNorm); adopt rank 0's, as DDP itself does before every forward pass, so that
+            # all ranks (and their EMAs) hold the same weights after every step.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         kind = self.criterion.class_loss
