@@ -32,7 +32,8 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
-        sub = subparsers.add_parser(verb, help=help_text, description=help_text)
+        # The verb's own parser (built in main) answers -h with its arguments.
+        sub = subparsers.add_parser(verb, help=help_text, add_help=False)
         sub.set_defaults(_module=module_name)
     return parser
 

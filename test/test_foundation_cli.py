@@ -21,3 +21,11 @@ def test_unknown_verb_is_refused_with_usage():
                             timeout=60, check=False)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_verb_help_shows_that_verbs_arguments():
+    result = subprocess.run([shutil.which("detr-ros"), "synth", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: detr-ros synth")
+    assert "--images" in result.stdout
