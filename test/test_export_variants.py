@@ -48,6 +48,13 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
     model = onnx.load(str(int8))
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    # the final box head keeps float weights; the backbone's convolutions read int8 ones
+    float_weights = {init.name for init in model.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    # (layers.0 only: the untrained last layers are all zeros, one shared initializer once deduplicated)
+    head = [n for n in model.graph.node if "dec_bbox_head" in n.name and "layers.0" in n.name and n.op_type == "MatMul"]
+    assert head and all(n.input[1] in float_weights for n in head)
+    backbone = [n for n in model.graph.node if "/backbone/" in n.name and n.op_type == "Conv"]
+    assert backbone and not any(n.input[1] in float_weights for n in backbone)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["detr_ros.quantization"] == "int8_qdq"
     assert json.loads(props["detr_ros.class_names"]) == CLASS_NAMES
