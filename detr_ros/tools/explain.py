@@ -219,7 +219,6 @@ def explain_rtdetr(model, images, image_bgr, class_names, count, threshold):
             stride = f"stride {LEVEL_STRIDES[level]}" if level < len(LEVEL_STRIDES) else f"level {level}"
             panel, scale = _panel(dimmed, f"query {query} {_label(class_names, class_id, score)} | {stride}")
             body = panel[TITLE_HEIGHT:]
-            _draw_box(body, [v * scale for v in box], class_id)
             num_heads = weights[level].shape[0]
             points = locations[level].reshape(-1, 2).tolist()
             relative = (weights[level].reshape(-1) / strongest).tolist()
@@ -228,6 +227,7 @@ def explain_rtdetr(model, images, image_bgr, class_names, count, threshold):
                 centre = (int(round(x * width * scale)), int(round(y * height * scale)))
                 cv2.circle(body, centre, 2 + int(round(8 * np.sqrt(weight))), tuple(int(c) for c in colour), -1,
                            cv2.LINE_AA)
+            _draw_box(body, [v * scale for v in box], class_id, thickness=1)  # over the points, still visible
             share = float(weights[level].sum()) / num_heads
             cv2.putText(body, f"{len(points)} points, {share:.0%} of the attention", (4, body.shape[0] - 6),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
