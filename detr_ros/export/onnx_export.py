@@ -9,6 +9,7 @@ category ids, input size, resize mode, colour order and scaling as metadata_prop
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,10 @@ def trace_to_onnx(deployed, input_size, path, *, dynamic_size, opset):
     batch_axes = {name: {0: "N"} for name in INPUT_NAMES + OUTPUT_NAMES}
     if dynamic_size:
         batch_axes["images"] = {0: "N", 2: "H", 3: "W"}
-    with torch.no_grad():
+    # The tracer warns about every size turned into a constant; verify_export checks the result instead.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's notice
         torch.onnx.export(deployed, (images, sizes), str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                           dynamic_axes=batch_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 
@@ -174,14 +178,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("detr_ros").setLevel(logging.INFO)  # ours, not onnxruntime.quantization's chatter
     if args.int8 and args.calibration is None:
         raise ConfigError("--int8 needs --calibration DIR (a dataset folder with images)")
     if args.calibration is not None and not args.int8:
         raise ConfigError("--calibration is only used with --int8")
-    result = export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
+    export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
                     dynamic_size=args.dynamic_size, simplify=args.simplify, opset=args.opset,
                     resize_mode=args.resize_mode, int8_calibration=args.calibration if args.int8 else None,
                     num_calibration_images=args.calibration_images)
-    print(f"wrote {result['fp32']}" + (f" and {result['int8']}" if result["int8"] else ""))
     return 0

@@ -28,12 +28,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # the decoder layers refine.
 FLOAT_SCOPES = ("dec_bbox_head", "dec_score_head", "query_pos_head", "sampling_offsets", "attention_weights",
                 "bbox_embed", "class_embed", "/postprocessor/")
+# No int8 kernel on the CPU: quantizing only adds a Q/DQ pair around the float one.
+FLOAT_OPS = ("LayerNormalization",)
 
 
 def float_nodes(model_proto):
-    """Names of the nodes that stay in float (see FLOAT_SCOPES); names follow the module paths."""
+    """Names of the nodes that stay in float (see FLOAT_SCOPES and FLOAT_OPS); names follow the module paths."""
     return [node.name for node in model_proto.graph.node
-            if any(scope in node.name for scope in FLOAT_SCOPES)]
+            if node.op_type in FLOAT_OPS or any(scope in node.name for scope in FLOAT_SCOPES)]
 
 
 def calibration_images(folder, limit):
