@@ -279,8 +279,18 @@ class TwoOutputs(torch.nn.Module):
 
 
 class YoloLike(torch.nn.Module):
+    """[N, 4 + 2, cells of the stride 8/16/32 maps]: a YOLOv8 head's layout."""
+
     def forward(self, images):
-        return images.mean(1).flatten(1)[:, None, :].expand(-1, 6, -1)
+        cells = torch.cat([torch.nn.functional.avg_pool2d(images, s).flatten(2) for s in (8, 16, 32)], 2)
+        return torch.cat([cells, cells], 1)
+
+
+class ManyClasses(torch.nn.Module):
+    """Ultralytics layout with more classes than queries (an Objects365-sized head): [N, 300, 4 + 400]."""
+
+    def forward(self, images):
+        return images.mean((1, 2, 3))[:, None, None].expand(-1, NUM_ULTRALYTICS_QUERIES, 404)
 
 
 @pytest.mark.parametrize("module, found", [(TwoOutputs(), "pixels float [1,3,32,32]; outputs out0 float [1,3], out1"),
@@ -295,6 +305,12 @@ def test_unknown_signature_says_what_was_found_and_expected(module, found, cache
     message = str(error.value)
     assert str(path) in message and found in message
     assert "expected the official RT-DETR signature" in message
+
+
+def test_ultralytics_graph_with_more_classes_than_queries(cache, tmp_path):
+    path = export_graph(ManyClasses(), tmp_path / "wide.onnx", (64, 64), official=False)
+    detector = Detector(path, cache_dir=cache)
+    assert detector.signature == "ultralytics" and len(detector.class_names) == 400
 
 
 def test_bad_metadata_and_settings(graphs, cache, tmp_path):

@@ -89,15 +89,21 @@ def recognise(inputs, outputs, path, metadata_props):
         if ranks_ok and static_dim(images.shape[1]) in (3, None):
             return Contract("official", "images", static_dim(images.shape[0]), _declared_size(images), None)
     elif len(inputs) == 1 and len(outputs) == 1 and len(inputs[0].shape) == 4 and len(outputs[0].shape) == 3:
-        queries, width = (static_dim(d) for d in outputs[0].shape[1:])
+        input_size = _declared_size(inputs[0])
+        width = static_dim(outputs[0].shape[2])
         yolo = "yolo" in metadata_props.get("description", "").lower() or (
-            queries is not None and width is not None and width > queries)
+            input_size is not None and width == yolo_anchor_count(*input_size))
         if yolo:
             raise ModelFileError(f"{path}: a YOLO-style output [N,4+C,anchors] that needs NMS; {found}; {EXPECTED}")
         if width is None or width >= 5:
-            return Contract("ultralytics", inputs[0].name, static_dim(inputs[0].shape[0]), _declared_size(inputs[0]),
+            return Contract("ultralytics", inputs[0].name, static_dim(inputs[0].shape[0]), input_size,
                             None if width is None else width - 4)
     raise ModelFileError(f"{path}: unknown model signature: {found}; {EXPECTED}")
+
+
+def yolo_anchor_count(height, width):
+    """Cells of the stride 8, 16 and 32 maps: the last dimension of a YOLOv8-style [N, 4+C, anchors] output."""
+    return sum((height // stride) * (width // stride) for stride in (8, 16, 32))
 
 
 def _declared_size(image_input):
