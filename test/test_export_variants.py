@@ -11,6 +11,7 @@ import torch
 from detr_ros.cli import main
 from detr_ros.errors import DatasetError
 from detr_ros.export.onnx_export import deployed_detector, export
+from detr_ros.export.quantize import computed_from_non_finite, float_nodes, replace_non_finite
 from detr_ros.runtime import Detector
 from detr_ros.runtime.model_file import file_digest
 from detr_ros.synthetic import SceneGenerator
@@ -73,6 +74,30 @@ def test_int8_detections_stay_close_to_fp32(int8_export):
         for box, class_id in zip(reference.boxes[:3], reference.class_ids[:3]):
             same_class = quantized.boxes[quantized.class_ids == class_id]
             assert len(same_class) and box_iou(box, same_class).max() > 0.5
+
+
+def test_int8_keeps_what_is_computed_from_inf_in_float():
+    """RT-DETR's border anchors are inf: nothing computed from them may be calibrated or quantized."""
+    helper = onnx.helper
+    anchors = onnx.numpy_helper.from_array(np.array([[0.5, np.inf]], np.float32), "anchors")
+    weight = onnx.numpy_helper.from_array(np.ones((2, 2), np.float32), "weight")
+    nodes = [helper.make_node("MatMul", ["x", "weight"], ["projected"], name="/model/proj/MatMul"),
+             helper.make_node("Add", ["projected", "anchors"], ["shifted"], name="/model/decoder/Add"),
+             helper.make_node("Sigmoid", ["shifted"], ["y"], name="/model/decoder/Sigmoid"),
+             helper.make_node("Constant", [], ["minus_inf"], name="/model/mask/Constant", value=onnx.numpy_helper.from_array(
+                 np.array([-np.inf], np.float32))),
+             helper.make_node("Mul", ["x", "minus_inf"], ["masked"], name="/model/mask/Mul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1, 2]) for n in ("y", "masked")],
+                              [anchors, weight])
+    model = helper.make_model(graph)
+    assert computed_from_non_finite(model) == {"/model/decoder/Add", "/model/decoder/Sigmoid", "/model/mask/Constant",
+                                               "/model/mask/Mul"}
+    assert "/model/proj/MatMul" not in float_nodes(model)
+    replace_non_finite(model)
+    assert onnx.numpy_helper.to_array(model.graph.initializer[0]).tolist() == [[0.5, 1e6]]
+    assert onnx.numpy_helper.to_array(model.graph.node[3].attribute[0].t).tolist() == [-1e6]
+    assert computed_from_non_finite(model) == set()
 
 
 def test_int8_calibration_folder_problems(tmp_path, capsys):
