@@ -76,6 +76,23 @@ def test_int8_detections_stay_close_to_fp32(int8_export):
             assert len(same_class) and box_iou(box, same_class).max() > 0.5
 
 
+def test_symmetric_int8_for_tensorrt(int8_export, tmp_path):
+    checkpoint = int8_export / "tiny.pt"
+    int8 = export(checkpoint, tmp_path / "trt.onnx", int8_calibration=int8_export / "calibration",
+                  num_calibration_images=4, int8_symmetric=True)["int8"]
+    model = onnx.load(str(int8))
+    assert {p.key: p.value for p in model.metadata_props}["detr_ros.quantization"] == "int8_qdq_symmetric"
+    initializers = {init.name: init for init in model.graph.initializer}
+    zero_points = [onnx.numpy_helper.to_array(initializers[n.input[2]]) for n in model.graph.node
+                   if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    reference = Detector(int8_export / "tiny.onnx", cache_dir=tmp_path / "cache", score_threshold=0.0)
+    quantized = Detector(int8, cache_dir=tmp_path / "cache", score_threshold=0.0)
+    image = SceneGenerator(160, 120, seed=5).image(0)[0]
+    np.testing.assert_allclose(np.sort(quantized.detect(image).scores), np.sort(reference.detect(image).scores),
+                               atol=0.01)
+
+
 def test_int8_keeps_what_is_computed_from_inf_in_float():
     """RT-DETR's border anchors are inf: nothing computed from them may be calibrated or quantized."""
     helper = onnx.helper

@@ -23,7 +23,13 @@ from detr_ros.errors import ConfigError, DetrRosError
 from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 from detr_ros.modeling.postprocess import PostProcessor
-from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, RESIZE_MODES, ModelMetadata, parse_size
+from detr_ros.runtime.metadata import (
+    QUANTIZATION_INT8_QDQ,
+    QUANTIZATION_INT8_QDQ_SYMMETRIC,
+    RESIZE_MODES,
+    ModelMetadata,
+    parse_size,
+)
 from detr_ros.runtime.model_file import file_digest
 
 LOG = logging.getLogger("detr_ros.export")
@@ -129,7 +135,7 @@ def verify_export(deployed, path, input_size, *, dynamic_size):
 
 
 def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simplify=False, opset=MIN_OPSET,
-           resize_mode="stretch", int8_calibration=None, num_calibration_images=32):
+           resize_mode="stretch", int8_calibration=None, num_calibration_images=32, int8_symmetric=False):
     """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}."""
     if opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}, expected {MIN_OPSET} or newer")
@@ -157,11 +163,13 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
         if calibration_files:
             int8_path = output_path.with_name(output_path.stem + ".int8.onnx")
             quantized = Path(work_dir) / "int8.onnx"
-            quantize_int8(output_path, quantized, calibration_files, metadata, work_dir=work_dir)
-            metadata.quantization = QUANTIZATION_INT8_QDQ
+            quantize_int8(output_path, quantized, calibration_files, metadata, work_dir=work_dir,
+                          symmetric=int8_symmetric)
+            metadata.quantization = QUANTIZATION_INT8_QDQ_SYMMETRIC if int8_symmetric else QUANTIZATION_INT8_QDQ
             write_model(onnx.load(str(quantized)), metadata, int8_path)
             metadata.quantization = ""
-            LOG.info("wrote %s (static QDQ INT8)", int8_path)
+            LOG.info("wrote %s (static QDQ INT8, %s)", int8_path,
+                     "symmetric, for TensorRT" if int8_symmetric else "for the CPU")
     return {"fp32": output_path, "int8": int8_path, "metadata": metadata}
 
 
@@ -175,6 +183,8 @@ def add_arguments(parser):
     parser.add_argument("--resize-mode", default="stretch", choices=RESIZE_MODES,
                         help="how the runtime fits camera images to the input (as in training)")
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ, for the CPU)")
+    parser.add_argument("--int8-symmetric", action="store_true",
+                        help="INT8 with symmetric int8 activations, the kind TensorRT runs (slower on the CPU)")
     parser.add_argument("--calibration", type=Path, help="dataset folder with images for INT8 calibration")
     parser.add_argument("--calibration-images", type=int, default=32, help="how many images calibrate INT8")
 
@@ -184,10 +194,10 @@ def run(args):
     logging.getLogger("detr_ros").setLevel(logging.INFO)  # ours, not onnxruntime.quantization's chatter
     if args.int8 and args.calibration is None:
         raise ConfigError("--int8 needs --calibration DIR (a dataset folder with images)")
-    if args.calibration is not None and not args.int8:
-        raise ConfigError("--calibration is only used with --int8")
+    if (args.calibration is not None or args.int8_symmetric) and not args.int8:
+        raise ConfigError("--calibration and --int8-symmetric are only used with --int8")
     export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
                     dynamic_size=args.dynamic_size, simplify=args.simplify, opset=args.opset,
                     resize_mode=args.resize_mode, int8_calibration=args.calibration if args.int8 else None,
-                    num_calibration_images=args.calibration_images)
+                    num_calibration_images=args.calibration_images, int8_symmetric=args.int8_symmetric)
     return 0

@@ -112,6 +112,10 @@ class Detector:
                                           self.metadata.color_order, self.metadata.scale_factor)
         self._pool_lock = threading.Lock()
         self._free_workspaces = {}
+        if self.provider == "TensorrtExecutionProvider" and self.metadata.quantization == QUANTIZATION_INT8_QDQ:
+            LOG.warning("detector %s: this INT8 file is quantized for the CPU (uint8 activations with zero points), "
+                        "which TensorRT cannot run in INT8; use the FP32 file (FP16) or export with --int8-symmetric",
+                        self.model_path.name)
         skipped_text = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         LOG.info("detector %s: %s signature, input %dx%d %s, %d classes, running on %s%s",
                  self.model_path.name, self._contract.kind, *self.metadata.input_size, self.metadata.resize_mode,

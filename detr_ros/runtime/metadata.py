@@ -24,9 +24,11 @@ KEY_MODEL_NAME = PREFIX + "model_name"
 KEY_SOURCE_SHA256 = PREFIX + "source_sha256"
 KEY_VERSION = PREFIX + "version"
 # Written on INT8 exports: the graph carries its own calibration as QuantizeLinear/DequantizeLinear
-# pairs, which TensorRT runs in INT8 without a calibration table.
+# pairs. "int8_qdq": uint8 activations with zero points, fastest on the CPU; "int8_qdq_symmetric":
+# int8 activations with zero points of 0, the only kind TensorRT runs (without a calibration table).
 KEY_QUANTIZATION = PREFIX + "quantization"
 QUANTIZATION_INT8_QDQ = "int8_qdq"
+QUANTIZATION_INT8_QDQ_SYMMETRIC = "int8_qdq_symmetric"
 
 RESIZE_MODES = ("stretch", "letterbox")
 MODEL_COLOR_ORDERS = ("rgb", "bgr")
