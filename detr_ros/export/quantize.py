@@ -32,9 +32,9 @@ INT8_INSIDE_FLOAT_SCOPES = ("value_proj",)
 # No int8 kernel on the CPU: quantizing only adds a Q/DQ pair around the float one.
 FLOAT_OPS = ("LayerNormalization",)
 NON_FINITE_STAND_IN = 1e6
-# Calibration keeps every intermediate tensor of this many images before folding them into the
-# histograms: about 0.7 GB an image for RT-DETR-R18 at 640x640.
-CALIBRATION_IMAGES_IN_MEMORY = 2
+# Calibration keeps every intermediate tensor of the images it is handed before folding them into
+# the histograms: about 0.7 GB an image for RT-DETR-R18 at 640x640, so hand it one at a time.
+CALIBRATION_IMAGES_IN_MEMORY = 1
 # Percentile ranges: MinMax lets a few outlier activations coarsen every other value's quantum.
 CALIBRATION_PERCENTILE = 99.999
 
@@ -101,7 +101,8 @@ class ImageCalibrationReader(CalibrationDataReader):
     """Feeds one pre-processed image at a time, in the graph's input signature (batch of 1)."""
 
     def __init__(self, files, metadata):
-        self.files = list(files)
+        self.all_files = list(files)
+        self.files = self.all_files
         self.preprocessor = Preprocessor(metadata.input_size, metadata.resize_mode, metadata.color_order,
                                          metadata.scale_factor)
         self.canvases = self.preprocessor.new_canvases()
@@ -121,8 +122,14 @@ class ImageCalibrationReader(CalibrationDataReader):
         # Boxes come out in canvas pixels during calibration; only the ranges of the network matter.
         return {"images": blob, "orig_target_sizes": np.array([[width, height]], np.int64)}
 
-    def rewind(self):
+    def __len__(self):
+        return len(self.all_files)
+
+    def set_range(self, start_index, end_index):
+        """Feed only files[start_index:end_index]: onnxruntime calibrates in such slices (CalibStridedMinMax)."""
+        self.files = self.all_files[start_index:end_index]
         self.position = 0
+
 
 
 def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=False):
@@ -149,5 +156,5 @@ def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile,
         extra_options={"CalibPercentile": CALIBRATION_PERCENTILE, "ActivationSymmetric": symmetric,
-                       "WeightSymmetric": True, "CalibMaxIntermediateOutputs": CALIBRATION_IMAGES_IN_MEMORY},
+                       "WeightSymmetric": True, "CalibStridedMinMax": CALIBRATION_IMAGES_IN_MEMORY},
     )
