@@ -82,6 +82,7 @@ def test_training_steps_lower_the_loss(tiny_data, tmp_path):
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch") and len(rows) == 1 + 32
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "labels.txt").read_text().splitlines() == trainer.dataset.class_names
     shipped = load_checkpoint(tmp_path / "run" / "model.pt")
     assert shipped["category_ids"] == [1, 2, 3, 5, 6, 7] and len(shipped["class_names"]) == 6
     assert "training" not in shipped["extra"]

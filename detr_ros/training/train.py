@@ -6,7 +6,7 @@ Trains the model of CONFIG (a model YAML) on a COCO-format dataset folder. The r
   atomically every ``checkpoint_every`` steps, at every epoch end and on Ctrl-C;
 - model.pt: the final EMA weights as a plain detr_ros checkpoint (to evaluate, export, ship);
 - metrics.csv (+ tensorboard/ when installed) and training_curves.png;
-- model_config.yaml and train_config.yaml as used.
+- model_config.yaml and train_config.yaml as used, labels.txt (class names, one per line).
 ``--resume RUN_DIR`` continues exactly where checkpoint.pt stopped: the same step, data
 order, augmentations, optimiser/schedule/EMA states and random streams, so a run killed
 and resumed ends where an uninterrupted one does. ``--from`` starts from another model's
@@ -42,6 +42,7 @@ from detr_ros.training.transforms import resize_and_sanitize, train_augmentation
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
+LABELS = "labels.txt"  # class names in training-id order, one per line (the runtime's labels file)
 
 
 @dataclass
@@ -176,6 +177,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "model_config.yaml").write_text(yaml.safe_dump(model_config.to_dict(), sort_keys=False))
             (self.run_dir / "train_config.yaml").write_text(yaml.safe_dump(train_config.to_dict(), sort_keys=False))
+            (self.run_dir / LABELS).write_text("".join(f"{name}\n" for name in self.dataset.class_names))
             self.log = MetricsLog(self.run_dir, resume_step=self.step if resume_state is not None else None)
 
     def _read_resume_state(self):
@@ -191,6 +193,8 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for schedule in self.scheduler.lr_lambdas:  # the saved state carries the old length: --epochs may change it
+            schedule.total_steps = self.total_steps
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         if len(state["rng"]) == self.dist.world_size:
@@ -259,6 +263,14 @@ class Trainer:
         print(f"step {self.step}: held-out AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}", flush=True)
         return metrics
 
+    def _out_of_time(self, time_limit_s):
+        if time_limit_s is None:
+            return False
+        out_of_time = torch.tensor([float(self.elapsed >= time_limit_s)], device=self.device)
+        if self.dist.world_size > 1:  # clocks differ between ranks: stop together when any is out of time
+            dist.all_reduce(out_of_time, op=dist.ReduceOp.MAX)
+        return bool(out_of_time.item())
+
     def _loader(self):
         self.sampler.start_at(self.step)
         return torch.utils.data.DataLoader(
@@ -267,7 +279,9 @@ class Trainer:
             # Worker seeds come from this generator, not from the training process's random stream.
             generator=torch.Generator().manual_seed(self.train_config.seed))
 
-    def run(self):
+    def run(self, time_limit_s=None):
+        """Train to the last step, or until ``time_limit_s`` seconds of training in all (resumes
+        included) have passed: then checkpoint.pt is written and the run can be resumed or continued."""
         from tqdm import tqdm
 
         config, steps_per_epoch = self.train_config, self.sampler.steps_per_epoch
@@ -276,7 +290,7 @@ class Trainer:
         batches = iter(self._loader())
         window_start, window_images = time.perf_counter(), 0
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self._out_of_time(time_limit_s):
                 started = time.perf_counter()
                 images, targets = next(batches)
                 losses = self.train_step(images.to(self.device), _to_device(targets, self.device))
@@ -298,11 +312,18 @@ class Trainer:
                         and (self.step // steps_per_epoch) % config.eval_every == 0 and self.step != self.total_steps):
                     self.evaluate()
         except KeyboardInterrupt:
-            self.save()
+            # Ranks of a distributed run are interrupted at different points: they cannot agree on
+            # a last checkpoint, and resume from the latest periodic one instead.
+            if self.dist.world_size == 1:
+                self.save()
             raise
         finally:
             bar.close()
             del batches
+        if self.step < self.total_steps:
+            if self.step % config.checkpoint_every and self.step % steps_per_epoch:
+                self.save()
+            return TrainResult(self.model, self.shipped_model, self.step, self.run_dir)
         if self.dist.is_main:
             if self.val_dir is not None:
                 self.evaluate()
@@ -330,6 +351,8 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, help="override the training config's epochs")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--threads", type=int, help="PyTorch CPU threads per process")
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
+                        help="stop (resumably) after this much training time")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -353,7 +376,7 @@ def run(args):
     trainer = Trainer(model_config, train_config, args.data, run_dir, val_dir=args.val, init_from=args.init_from,
                       resume=bool(args.resume), device=args.device, progress=not args.no_progress)
     try:
-        trainer.run()
+        trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
     finally:
         trainer.close()
     return 0
