@@ -127,3 +127,22 @@ def test_augmentations_keep_boxes_on_their_objects(tmp_path):
             assert inside.numel() and inside.mean() > 0.6, (seed, cx, cy, w, h)
         flipped_or_moved += not torch.allclose(target["boxes"][0], torch.tensor([14 / 64, 9 / 48, 20 / 64, 10 / 48]))
     assert flipped_or_moved > 0
+
+
+def test_sampler_order_is_a_function_of_the_step_and_ranks_share_nothing():
+    from itertools import islice
+
+    from detr_ros.training.sampler import ResumableBatchSampler
+
+    sizes = [(64, 64), (96, 96), (128, 128)]
+    whole = list(islice(iter(ResumableBatchSampler(20, 3, sizes, seed=4)), 14))
+    resumed_sampler = ResumableBatchSampler(20, 3, sizes, seed=4)
+    resumed_sampler.start_at(9)
+    assert list(islice(iter(resumed_sampler), 5)) == whole[9:]
+    assert len({batch[0].size for batch in whole}) > 1  # multi-scale: sizes vary between batches...
+    assert all(len({key.size for key in batch}) == 1 for batch in whole)  # ...never within one
+    epoch = [key.index for batch in whole[:6] for key in batch]  # 20 // 3 = 6 full batches
+    assert len(set(epoch)) == 18
+    ranks = [ResumableBatchSampler(20, 2, sizes, seed=4, rank=r, world_size=2) for r in (0, 1)]
+    first_epoch = [{key.index for batch in islice(iter(s), 5) for key in batch} for s in ranks]
+    assert not first_epoch[0] & first_epoch[1] and len(first_epoch[0] | first_epoch[1]) == 20
