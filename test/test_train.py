@@ -222,3 +222,21 @@ def test_fine_tuning_remaps_the_class_head_by_name(tiny_data, tmp_path):
     assert not any(torch.equal(new["decoder.enc_score_head.weight"][1], row) for row in old["decoder.enc_score_head.weight"])
     assert torch.equal(new["decoder.denoising_class_embed.weight"][3], old["decoder.denoising_class_embed.weight"][6])
     assert torch.equal(new["backbone.conv1.conv1_1.conv.weight"], old["backbone.conv1.conv1_1.conv.weight"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochs: 2\nlearning_rate: 0.1\n", "unknown setting(s) learning_rate"),
+    ("batch_size: eight\n", "batch_size must be an integer, got 'eight'"),
+    ("schedule: linear\n", "schedule must be one of ('cosine', 'constant'), got 'linear'"),
+    ("multiscale_sizes: [320, 330]\n", "multiscale_sizes must be positive multiples of 32"),
+    ("epochs: [1\n", "is not valid YAML"),
+])
+def test_bad_train_config_is_named(tmp_path, text, message):
+    from detr_ros.errors import ConfigError
+    from detr_ros.training.train_config import load_train_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_train_config(path)
+    assert str(path) in str(error.value) and message in str(error.value)

@@ -7,12 +7,9 @@ optimiser, schedule, EMA, batches, augmentation, checkpoint and evaluation caden
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from detr_ros.errors import ConfigError
-from detr_ros.modeling.config import _convert
+from detr_ros.modeling.config import _convert, read_yaml
 from detr_ros.training.transforms import AugmentationConfig
 
 SCHEDULES = ("cosine", "constant")
@@ -91,11 +88,4 @@ class TrainConfig:
 
 def load_train_config(path):
     """Read and validate a training YAML file -> TrainConfig. Errors name the file."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read train config {path}: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"train config {path} is not valid YAML: {error}") from error
-    return TrainConfig.from_dict(values if values is not None else {}, source=str(path))
+    return TrainConfig.from_dict(read_yaml(path, "train config"), source=str(path))
