@@ -20,17 +20,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.errors import DetrRosError
 from detr_ros.ros.debug_image import draw_detections, tile_grid
 from detr_ros.ros.detector_parameters import RELIABILITIES, ParameterSpec, camera_topics
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, usage
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 
 NODE_NAME = "detection_recorder"
@@ -63,19 +62,6 @@ PARAMETERS = (
     ParameterSpec("qos_reliability", "best_effort", "image subscription reliability", choices=RELIABILITIES),
     ParameterSpec("contact_sheet_frames", 6, "frames on the contact sheet", low=1, high=64),
 )
-
-
-def usage():
-    lines = [
-        f"usage: {NODE_NAME} [--ros-args -p NAME:=VALUE ...]",
-        "",
-        "Records a camera -> detector run: annotated video, contact sheet and a JSON of the detections,",
-        "ground truth and end-to-end latency, then exits.",
-        "",
-        "parameters:",
-    ]
-    lines += [f"  {spec.name} (default {spec.default!r}): {spec.description}; {spec.allowed()}" for spec in PARAMETERS]
-    return "\n".join(lines)
 
 
 def detection_arrays(msg, class_names):
@@ -268,7 +254,7 @@ class DetectionRecorder(Node):
 
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
-        self.values = self._declare_parameters()
+        self.values = declare_parameters(self, PARAMETERS)
         self.camera = camera_topics(self.values["image_topic"], self.values["compressed"])
         self.recording = Recording()
         self.finished = False
@@ -296,21 +282,6 @@ class DetectionRecorder(Node):
         self.get_logger().info(
             f"recording {self.camera.image} with {self.camera.detections}"
             f"{f' and ground truth {truth_topic}' if truth_topic else ''} into {self.values['output_dir']}")
-
-    def _declare_parameters(self):
-        values = {}
-        for spec in PARAMETERS:
-            try:
-                self.declare_parameter(spec.name, spec.default,
-                                       ParameterDescriptor(description=spec.description, read_only=True))
-                value = self.get_parameter(spec.name).value
-            except ParameterException as error:
-                raise ConfigError(f"parameter {spec.name}: {error}; expected {spec.allowed()}") from None
-            problem = spec.problem(value)
-            if problem:
-                raise ConfigError(f"parameter {spec.name}: {problem}")
-            values[spec.name] = value
-        return values
 
     def _make_image_callback(self, decode):
         def on_image(msg):
@@ -389,10 +360,9 @@ class DetectionRecorder(Node):
 
 
 def main(args=None):
-    argv = sys.argv if args is None else args
-    own_arguments = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
-    if "-h" in own_arguments or "--help" in own_arguments:
-        print(usage())
+    if help_requested(sys.argv if args is None else args):
+        print(usage(NODE_NAME, "Records a camera -> detector run: annotated video, contact sheet and a JSON of the "
+                    "detections, ground truth and end-to-end latency, then exits.", PARAMETERS))
         return 0
     rclpy.init(args=args)
     node = None
