@@ -203,7 +203,9 @@ def test_shipped_model_finds_the_ground_truth_in_a_recording_and_a_video(tmp_pat
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    assert evaluation.stats[1] > 0.8, f"AP50 {evaluation.stats[1]:.3f}"
+    # The shipped model scores AP50 0.98 on these frames (both sources); boxes in the wrong pixels or a
+    # wrong category-id mapping score near 0. 0.7 leaves room for a retrained model's spread over scenes.
+    assert evaluation.stats[1] > 0.7, f"AP50 {evaluation.stats[1]:.3f}"
     assert frame_count(out / "scenes_cam_image_raw.mp4") == len(scenes)
 
 

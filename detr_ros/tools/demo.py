@@ -328,8 +328,10 @@ def format_table(summary, out):
         ("latency p99", milliseconds(latency["p99"])),
         ("AP50 vs ground truth", ap50),
     ]
-    paths = [("video", summary["outputs"].get("video")), ("contact sheet", summary["outputs"].get("contact_sheet")),
-             ("summary", str(out / "summary.json")), ("logs", str(out / "logs"))]
+    written = summary["outputs"]
+    paths = [("video", out / "annotated.mp4" if "video" in written else None),
+             ("contact sheet", out / "contact_sheet.png" if "contact_sheet" in written else None),
+             ("summary", out / "summary.json"), ("logs", out / "logs")]
     width = max(len(name) for name, _ in rows + paths)
     lines = [f"  {name:<{width}}  {value}" for name, value in rows]
     lines.append(f"  (latency: {latency['measured']})")
