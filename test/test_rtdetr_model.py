@@ -177,7 +177,7 @@ def test_repvgg_fusion_keeps_encoder_output(tiny_model):
 
 def test_bilinear_and_discrete_sampling_pick_cells_of_rectangular_maps():
     height, width = 2, 4
-    value = torch.arange(height * width, dtype=torch.float32).reshape(1, height * width, 1, 1)
+    value = torch.arange(height * width, dtype=torch.float32).reshape(1, 1, 1, height * width)
     # Points at the centres of cells (row 1, column 3) and (row 0, column 1), then beyond the right edge.
     points = torch.tensor([[3.5 / width, 1.5 / height], [1.5 / width, 0.5 / height], [1.2, 0.25]])
     locations = points.reshape(1, 3, 1, 1, 2).expand(1, 3, 1, 1, 2).contiguous()
