@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from detr_ros.cli import main as cli_main
+from detr_ros.coco_metrics import SUMMARY_KEYS, coco_evaluate, load_coco_ground_truth
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import save_checkpoint
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.synthetic import CATEGORY_IDS, CLASS_NAMES, SceneGenerator
 from detr_ros.synthetic.synth_command import write_dataset
 from detr_ros.training.dataset import CocoDetection
-from detr_ros.training.evaluate import (SUMMARY_KEYS, coco_evaluate, load_coco_ground_truth, predict_onnx,
-                                        predict_pytorch)
+from detr_ros.training.evaluate import predict_onnx, predict_pytorch
 from detr_ros.training.transforms import resize_and_sanitize
 from test_train import TINY_MODEL as TRAIN_TEST_MODEL
 

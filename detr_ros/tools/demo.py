@@ -13,9 +13,7 @@ of the demo's own. With ``--camera-topic`` the detector and recorder join the RO
 it is (its ROS_DOMAIN_ID and DDS settings) to hear that camera; there is no ground truth then.
 """
 
-import contextlib
 import ctypes
-import io
 import json
 import os
 import signal
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from detr_ros.coco_metrics import coco_evaluate, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -261,9 +260,6 @@ def average_precision_50(frames, num_classes):
 
     frames: recording.json frames that carry ground truth; boxes xyxy pixels, class ids are training indices.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     images, annotations, results = [], [], []
     for image_id, frame in enumerate(frames, start=1):
         images.append({"id": image_id, "width": frame["width"], "height": frame["height"]})
@@ -277,18 +273,9 @@ def average_precision_50(frames, num_classes):
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "score": detection["score"]})
     if not annotations:
         return None
-    if not results:
-        return 0.0
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        truth = COCO()
-        truth.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": i, "name": str(i)} for i in range(num_classes)]}
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return float(evaluation.stats[1])
+    truth = ground_truth_from_dict({"images": images, "annotations": annotations,
+                                    "categories": [{"id": i, "name": str(i)} for i in range(num_classes)]})
+    return coco_evaluate(truth, results)["AP50"]
 
 
 def summarise(recording, model, seconds, elapsed_s, synthetic):
