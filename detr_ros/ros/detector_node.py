@@ -80,6 +80,15 @@ class DetectorNode(Node):
 
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
+        try:
+            self._start()
+        except BaseException:
+            # A node that fails half-built still holds DDS entities: release them before rclpy
+            # shuts down, not in the interpreter's teardown.
+            self.destroy_node()
+            raise
+
+    def _start(self):
         values = declare_parameters(self, PARAMETERS)
         cameras_topics = cameras_from(values["image_topics"], values["compressed"])
         self._detector = Detector(
