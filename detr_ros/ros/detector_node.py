@@ -38,7 +38,7 @@ from detr_ros.ros.detector_parameters import (
 )
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.latest_frames import Frame, LatestFrames
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, usage
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, released_if_start_fails, usage
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.runtime import Detector
 
@@ -78,17 +78,9 @@ class Camera:
 class DetectorNode(Node):
     """Loads the model named by the parameters and serves every configured camera."""
 
+    @released_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
-        try:
-            self._start()
-        except BaseException:
-            # A node that fails half-built still holds DDS entities: release them before rclpy
-            # shuts down, not in the interpreter's teardown.
-            self.destroy_node()
-            raise
-
-    def _start(self):
         values = declare_parameters(self, PARAMETERS)
         cameras_topics = cameras_from(values["image_topics"], values["compressed"])
         self._detector = Detector(

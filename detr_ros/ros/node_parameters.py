@@ -2,8 +2,10 @@
 
 Each node lists its parameters once, as ``ParameterSpec`` rows (detector_parameters); this module
 turns a table into declared, checked ROS parameters and into the ``--help`` text an operator
-reads before starting the node.
+reads before starting the node, and makes a node that refuses to start release what it holds.
 """
+
+import functools
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
@@ -49,6 +51,23 @@ def declare_parameters(node, specs):
             raise ConfigError(f"parameter {spec.name}: {problem}")
         values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
     return values
+
+
+def released_if_start_fails(init):
+    """Decorates a Node subclass's ``__init__``: when it raises (a bad parameter, a bad model), the
+    half-built node is destroyed at once, so its DDS entities go before rclpy shuts down rather
+    than in the interpreter's teardown."""
+
+    @functools.wraps(init)
+    def start(node, *args, **kwargs):
+        try:
+            init(node, *args, **kwargs)
+        except BaseException:
+            if getattr(node, "handle", None) is not None:  # None: Node.__init__ itself failed
+                node.destroy_node()
+            raise
+
+    return start
 
 
 def help_requested(argv):

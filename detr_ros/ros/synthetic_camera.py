@@ -25,7 +25,7 @@ from detr_ros.errors import DetrRosError
 from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import ParameterSpec
 from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, usage
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, released_if_start_fails, usage
 from detr_ros.synthetic.video import SceneVideo
 
 NODE_NAME = "synthetic_camera"
@@ -56,6 +56,7 @@ def ground_truth_message(header, annotations):
 
 
 class SyntheticCamera(Node):
+    @released_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
