@@ -240,3 +240,18 @@ def test_bad_train_config_is_named(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_train_config(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_train_config_extends_another(tmp_path):
+    from detr_ros.errors import ConfigError
+    from detr_ros.training.train_config import load_train_config
+
+    (tmp_path / "base.yaml").write_text("epochs: 3\nlr: 0.0005\nflip_p: 0.25\n")
+    (tmp_path / "stage2.yaml").write_text("extends: base.yaml\nlr: 0.0002\n")
+    config = load_train_config(tmp_path / "stage2.yaml")
+    assert (config.epochs, config.lr, config.flip_p) == (3, 0.0002, 0.25)
+
+    (tmp_path / "loop.yaml").write_text("extends: stage3.yaml\n")
+    (tmp_path / "stage3.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends it again"):
+        load_train_config(tmp_path / "loop.yaml")

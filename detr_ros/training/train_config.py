@@ -7,6 +7,7 @@ optimiser, schedule, EMA, batches, augmentation, checkpoint and evaluation caden
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from detr_ros.errors import ConfigError
 from detr_ros.modeling.config import _convert, read_yaml
@@ -86,6 +87,19 @@ class TrainConfig:
         check(self.zoom_out_max >= 1, f"zoom_out_max must be >= 1, got {self.zoom_out_max}")
 
 
-def load_train_config(path):
-    """Read and validate a training YAML file -> TrainConfig. Errors name the file."""
-    return TrainConfig.from_dict(read_yaml(path, "train config"), source=str(path))
+def load_train_config(path, _extending=()):
+    """Read and validate a training YAML file -> TrainConfig. Errors name the file.
+
+    ``extends: OTHER.yaml`` (relative to this file) starts from OTHER's settings, which the file's
+    own settings replace: a second training stage states only what it changes.
+    """
+    path = Path(path)
+    values = read_yaml(path, "train config")
+    base = values.pop("extends", None) if isinstance(values, dict) else None
+    if base is not None:
+        base_path = path.parent / str(base)
+        if base_path.resolve() in _extending or base_path.resolve() == path.resolve():
+            raise ConfigError(f"{path}: extends {base_path}, which extends it again")
+        inherited = load_train_config(base_path, (*_extending, path.resolve())).to_dict()
+        values = {**inherited, **values}
+    return TrainConfig.from_dict(values, source=str(path))
