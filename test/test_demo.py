@@ -24,7 +24,8 @@ from detr_ros.tools.demo import average_precision_50
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-SHIPPED_MODEL_AP50_FLOOR = 0.7
+# Issue 7's bar for the shortened demo.
+SHIPPED_MODEL_AP50_FLOOR = 0.8
 
 
 def _processes_mentioning(text):
@@ -53,10 +54,9 @@ def test_quick_demo_answers_frames_and_finds_the_ground_truth(ros_env, tmp_path)
     assert summary["frames_answered"] > 0
     assert summary["frames_in"] >= summary["frames_answered"]
     assert summary["dropped"] == summary["frames_in"] - summary["frames_answered"]
-    # Issue 7 asks for AP50 > 0.8; the shipped model (held-out AP50 0.894, models/README.md) scores
-    # about 0.76 here at the detector's default threshold 0.5: the demo's 640x480 camera shows
-    # objects down to 8 px at the model's 320x320 input. The floor catches a broken pipeline (boxes
-    # in the wrong pixels, wrong classes or stamps score near 0).
+    # Measured 0.832 over these 40 frames at the detector's defaults (threshold 0.4, duplicates
+    # suppressed above IoU 0.8); 0.757 at 0.5 without suppression. A broken pipeline (boxes in the
+    # wrong pixels, wrong classes or stamps) scores near 0.
     assert summary["ap50"] > SHIPPED_MODEL_AP50_FLOOR, summary
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     # The printed table carries the same figures and the paths.

@@ -80,7 +80,7 @@ def test_pytorch_and_onnxruntime_agree(exported, which, input_size, batch):
 def test_detector_matches_pytorch_on_camera_images(exported):
     """Through the runtime: uint8 BGR frames of another size, boxes in source pixels."""
     detector = Detector(exported["rectangle"], cache_dir=exported["folder"] / "cache", score_threshold=0.0,
-                        max_detections=15)
+                        max_detections=15, duplicate_iou=1.0)
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((120, 200), (300, 260), (64, 128))]
     found = detector.detect_batch(frames, "bgr")

@@ -67,8 +67,10 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
 
 def test_int8_detections_stay_close_to_fp32(int8_export):
     cache = int8_export / "cache"
-    fp32 = Detector(int8_export / "tiny.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15)
-    int8 = Detector(int8_export / "tiny.int8.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15)
+    fp32 = Detector(int8_export / "tiny.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15,
+                    duplicate_iou=1.0)
+    int8 = Detector(int8_export / "tiny.int8.onnx", cache_dir=cache, score_threshold=0.0, max_detections=15,
+                    duplicate_iou=1.0)
     generator = SceneGenerator(160, 120, seed=11)
     images = [generator.image(index)[0] for index in range(4)]
     for reference, quantized in zip(fp32.detect_batch(images), int8.detect_batch(images)):
@@ -89,8 +91,9 @@ def test_symmetric_int8_for_tensorrt(int8_export, tmp_path):
     zero_points = [onnx.numpy_helper.to_array(initializers[n.input[2]]) for n in model.graph.node
                    if n.op_type == "QuantizeLinear"]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
-    reference = Detector(int8_export / "tiny.onnx", cache_dir=tmp_path / "cache", score_threshold=0.0)
-    quantized = Detector(int8, cache_dir=tmp_path / "cache", score_threshold=0.0)
+    reference = Detector(int8_export / "tiny.onnx", cache_dir=tmp_path / "cache", score_threshold=0.0,
+                         duplicate_iou=1.0)
+    quantized = Detector(int8, cache_dir=tmp_path / "cache", score_threshold=0.0, duplicate_iou=1.0)
     image = SceneGenerator(160, 120, seed=5).image(0)[0]
     np.testing.assert_allclose(np.sort(quantized.detect(image).scores), np.sort(reference.detect(image).scores),
                                atol=0.01)
@@ -147,5 +150,5 @@ def test_detr_export_softmax_without_no_object_at_two_sizes(tmp_path):
         np.testing.assert_array_equal(labels, expected[0])
         np.testing.assert_allclose(boxes, expected[1], atol=1e-2, rtol=0)
         np.testing.assert_allclose(scores, expected[2], atol=1e-4, rtol=0)
-    detector = Detector(path, cache_dir=tmp_path / "cache", score_threshold=0.0)
+    detector = Detector(path, cache_dir=tmp_path / "cache", score_threshold=0.0, duplicate_iou=1.0)
     assert detector.input_size == (96, 128) and len(detector.detect(np.zeros((50, 70, 3), np.uint8))) == 10

@@ -135,11 +135,12 @@ def test_runtime_changes_label_info_and_debug_image(ros_env, ros_context, tmp_pa
         assert spin_until(ros_context, [probe], lambda: labels, 10.0)
         runtime = Detector(SHIPPED_MODEL)
         assert [(c.class_id, c.class_name) for c in labels[0].class_map] == list(enumerate(runtime.class_names))
-        assert labels[0].threshold == pytest.approx(0.5)
+        default_threshold = SPECS["score_threshold"].default
+        assert labels[0].threshold == pytest.approx(default_threshold)
 
         base = detect()
         base_boxes, base_classes, base_scores = boxes_of(base)
-        assert len(base_scores) >= 2 and np.all(base_scores >= 0.5)
+        assert len(base_scores) >= 2 and np.all(base_scores >= default_threshold)
         assert spin_until(ros_context, [probe], lambda: debug, 10.0), "debug image while subscribed"
         assert (debug[-1].width, debug[-1].height, debug[-1].header.stamp) == (480, 360, base.header.stamp)
 
@@ -162,6 +163,7 @@ def test_runtime_changes_label_info_and_debug_image(ros_env, ros_context, tmp_pa
             ({"class_id_format": "label"}, "expected one of index, name"),
             ({"classes": ["cat"]}, "'cat' is not a class of this model"),
             ({"max_detections": 0}, "max_detections"),
+            ({"duplicate_iou": 1.5}, "duplicate_iou"),
             ({"model_path": "/other.onnx"}, "read-only"),
         ]:
             (result,) = set_parameters(ros_context, probe, "params_detector", values)

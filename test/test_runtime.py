@@ -18,7 +18,8 @@ import torch
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector
-from detr_ros.runtime.preprocess import placement_for
+from detr_ros.runtime.detections import select
+from detr_ros.runtime.preprocess import Placement, placement_for
 
 NUM_ULTRALYTICS_QUERIES = 300
 
@@ -125,7 +126,7 @@ def test_foreign_official_graph_uses_labels_file_and_declared_size(graphs, cache
     assert detector.metadata.resize_mode == "stretch"
     box = (40, 60, 200, 140)
     found = detector.detect(draw_box(240, 320, box))
-    assert len(found) == 1  # the second output row scores 0.2, under the 0.5 default threshold
+    assert len(found) == 1  # the second output row scores 0.2, under the default threshold
     assert found.class_ids.tolist() == [1]
     assert found.scores[0] == pytest.approx(0.9)
     np.testing.assert_allclose(found.boxes[0], box, atol=1.0)
@@ -170,6 +171,25 @@ def test_ultralytics_graph_names_batch_and_colour_orders(graphs, cache):
     assert len(found) == 4
     for detections in found:
         np.testing.assert_allclose(detections.boxes[0], box, atol=0.5)
+
+
+def test_same_class_duplicates_are_published_once():
+    """Two boxes of one class on one object count once; other classes and lesser overlaps stay."""
+    boxes = np.array([[10, 10, 110, 110], [12, 11, 110, 108], [10, 10, 110, 110], [60, 10, 160, 110],
+                      [300, 300, 340, 340]], np.float32)
+    scores = np.array([0.6, 0.9, 0.5, 0.7, 0.0], np.float32)
+    labels = np.array([1, 1, 2, 1, 1])
+    identity = Placement.identity(400, 400)
+
+    def kept(**settings):
+        found = select(boxes, scores, labels, identity, score_threshold=0.0, classes=None, max_detections=3,
+                       **settings)
+        return found.scores.tolist()
+
+    # 0.6 repeats 0.9 (IoU 0.94, same class); 0.5 is another class; 0.7 overlaps 0.9 by 0.35.
+    assert kept() == pytest.approx([0.9, 0.7, 0.5])  # the cap applies after suppression
+    assert kept(duplicate_iou=1.0) == pytest.approx([0.9, 0.7, 0.6])
+    assert kept(duplicate_iou=0.3) == pytest.approx([0.9, 0.5, 0.0])
 
 
 def test_per_call_threshold_allow_list_and_cap(graphs, cache):
@@ -320,6 +340,8 @@ def test_bad_metadata_and_settings(graphs, cache, tmp_path):
         Detector(path, cache_dir=cache)
     with pytest.raises(ConfigError, match="score_threshold=1.5"):
         Detector(graphs["official_plain"], cache_dir=cache, score_threshold=1.5)
+    with pytest.raises(ConfigError, match="duplicate_iou=-0.1"):
+        Detector(graphs["official_plain"], cache_dir=cache, duplicate_iou=-0.1)
     with pytest.raises(ConfigError, match="labels file .*missing.txt"):
         Detector(graphs["official_plain"], cache_dir=cache, labels_path=tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match="input_size=\\[100, 100\\]"):

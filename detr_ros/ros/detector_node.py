@@ -38,15 +38,15 @@ from detr_ros.ros.detector_parameters import (
 )
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.latest_frames import Frame, LatestFrames
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, released_if_start_fails, usage
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.runtime import Detector
 
 NODE_NAME = "detr_detector"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARNING_THROTTLE_S = 5.0
-RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "publish_debug_image", "class_id_format",
-                    "frame_id")
+RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "duplicate_iou", "publish_debug_image",
+                    "class_id_format", "frame_id")
 # Outputs are reliable so that reliable and best-effort subscribers (rviz defaults to reliable) both match.
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LABEL_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -60,6 +60,7 @@ class Settings:
     score_threshold: float
     class_ids: object  # list of allowed class indices, or None for all
     max_detections: int
+    duplicate_iou: float
     publish_debug_image: bool
     class_id_format: str
     frame_id: str
@@ -78,7 +79,7 @@ class Camera:
 class DetectorNode(Node):
     """Loads the model named by the parameters and serves every configured camera."""
 
-    @released_if_start_fails
+    @exits_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
@@ -200,6 +201,7 @@ class DetectorNode(Node):
                     score_threshold=settings.score_threshold,
                     classes=settings.class_ids,
                     max_detections=settings.max_detections,
+                    duplicate_iou=settings.duplicate_iou,
                 )
             except Exception as error:  # a failed run (e.g. GPU out of memory) must not end the worker
                 self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detr_ros.errors import ConfigError
+from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 
 PACKAGE = "detr_ros"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
@@ -92,7 +93,10 @@ PARAMETERS = (
     ParameterSpec("tensorrt.cache_dir", "", "TensorRT cache folder; empty: $DETR_ROS_CACHE or ~/.cache/detr_ros"),
     ParameterSpec("tensorrt.workspace_mb", 2048, "TensorRT builder workspace in MiB", low=64, high=65536),
     ParameterSpec("tensorrt.builder_optimization_level", 3, "TensorRT builder optimisation level", low=0, high=5),
-    ParameterSpec("score_threshold", 0.5, "minimum score of a published detection", read_only=False,
+    ParameterSpec("score_threshold", DEFAULT_SCORE_THRESHOLD, "minimum score of a published detection",
+                  read_only=False, low=0.0, high=1.0),
+    ParameterSpec("duplicate_iou", DEFAULT_DUPLICATE_IOU, "of two same-class detections overlapping more than "
+                  "this (IoU), only the better one is published; 1.0 publishes both", read_only=False,
                   low=0.0, high=1.0),
     ParameterSpec("classes", STRING_ARRAY, "class names (or indices) to publish; unset or empty: all classes",
                   read_only=False),

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
-from detr_ros.runtime.detections import Detections, select
+from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, Detections, select
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
 from detr_ros.runtime.model_file import check_model_file, file_digest
 from detr_ros.runtime.preprocess import Placement, Preprocessor
@@ -76,18 +76,18 @@ class Detector:
     threads: CPU intra-op threads (None: onnxruntime's default, one per physical core).
     tensorrt_options: dict of TensorRTOptions fields. labels_path: class names, one per line.
     input_size: (H, W) for graphs with a dynamic image size and no size in their metadata.
-    score_threshold, classes, max_detections: defaults for each call.
+    score_threshold, classes, max_detections, duplicate_iou: defaults for each call (see detect_batch).
     cache_dir: where optimised graphs and TensorRT engines are kept (default: default_cache_dir()).
     """
 
     def __init__(self, model_path, providers=("cpu",), *, threads=None, tensorrt_options=None, labels_path=None,
-                 input_size=None, score_threshold=0.5, classes=None, max_detections=100, device_id=0,
-                 cache_dir=None, cache_optimized_model=True):
+                 input_size=None, score_threshold=DEFAULT_SCORE_THRESHOLD, classes=None, max_detections=100,
+                 duplicate_iou=DEFAULT_DUPLICATE_IOU, device_id=0, cache_dir=None, cache_optimized_model=True):
         self.model_path = check_model_file(model_path)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads={threads!r}, expected a positive integer or None")
-        self.score_threshold, self.classes, self.max_detections = self._call_settings(
-            score_threshold, classes, max_detections)
+        self.score_threshold, self.classes, self.max_detections, self.duplicate_iou = self._call_settings(
+            score_threshold, classes, max_detections, duplicate_iou)
         self.model_sha256, has_qdq = file_digest(self.model_path)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         kept, skipped = resolve_providers(providers, ort.get_available_providers())
@@ -146,15 +146,17 @@ class Detector:
     def detect(self, image, color_order="bgr", **settings):
         """Detections of one image: uint8 [H,W,3] ("bgr"/"rgb"), [H,W,4] ("bgra"/"rgba") or [H,W] ("gray").
 
-        settings: score_threshold, classes, max_detections, timings (see detect_batch).
+        settings: score_threshold, classes, max_detections, duplicate_iou, timings (see detect_batch).
         """
         return self.detect_batch([image], color_order, **settings)[0]
 
     def detect_batch(self, images, color_orders="bgr", *, score_threshold=None, classes=None, max_detections=None,
-                     timings=None):
+                     duplicate_iou=None, timings=None):
         """Detections of each image, run through the model in batches.
 
         color_orders: one order for all images or one per image.
+        score_threshold, classes (allowed class ids), max_detections, duplicate_iou (same-class boxes
+        overlapping more than this count once; 1.0 keeps all): None takes the Detector's default.
         timings: optional dict; seconds spent are added under preprocess_s, inference_s, postprocess_s.
         """
         images = list(images)
@@ -162,18 +164,19 @@ class Detector:
             color_orders = [color_orders] * len(images)
         if len(color_orders) != len(images):
             raise ValueError(f"{len(color_orders)} color orders for {len(images)} images")
-        threshold, allowed, limit = self._call_settings(
+        selection = self._call_settings(
             self.score_threshold if score_threshold is None else score_threshold,
             self.classes if classes is None else classes,
-            self.max_detections if max_detections is None else max_detections)
+            self.max_detections if max_detections is None else max_detections,
+            self.duplicate_iou if duplicate_iou is None else duplicate_iou)
         chunk = self._contract.batch or max(len(images), 1)
         results = []
         for start in range(0, len(images), chunk):
             results += self._run_chunk(images[start:start + chunk], color_orders[start:start + chunk],
-                                       chunk, threshold, allowed, limit, timings)
+                                       chunk, selection, timings)
         return results
 
-    def _run_chunk(self, images, color_orders, batch, threshold, allowed, limit, timings):
+    def _run_chunk(self, images, color_orders, batch, selection, timings):
         started = time.perf_counter()
         workspace = self._acquire(batch)
         try:
@@ -196,8 +199,10 @@ class Detector:
             self._release(batch, workspace)
         inferred = time.perf_counter()
         boxes, scores, labels = self._contract.decode(outputs, self.metadata.input_size)
+        threshold, allowed, limit, duplicate_iou = selection
         results = [select(boxes[i], scores[i], labels[i], placements[i], score_threshold=threshold,
-                          classes=allowed, max_detections=limit) for i in range(len(images))]
+                          classes=allowed, max_detections=limit, duplicate_iou=duplicate_iou)
+                   for i in range(len(images))]
         if timings is not None:
             finished = time.perf_counter()
             for key, seconds in (("preprocess_s", preprocessed - started), ("inference_s", inferred - preprocessed),
@@ -217,14 +222,16 @@ class Detector:
             self._free_workspaces[batch].append(workspace)
 
     @staticmethod
-    def _call_settings(score_threshold, classes, max_detections):
+    def _call_settings(score_threshold, classes, max_detections, duplicate_iou):
         if not 0.0 <= float(score_threshold) <= 1.0:
             raise ConfigError(f"score_threshold={score_threshold!r}, expected a number in [0, 1]")
+        if not 0.0 <= float(duplicate_iou) <= 1.0:
+            raise ConfigError(f"duplicate_iou={duplicate_iou!r}, expected a number in [0, 1] (1.0 keeps every box)")
         if not isinstance(max_detections, int) or max_detections < 1:
             raise ConfigError(f"max_detections={max_detections!r}, expected a positive integer")
         if classes is not None:
             classes = np.asarray(list(classes), np.int64)
-        return float(score_threshold), classes, max_detections
+        return float(score_threshold), classes, max_detections, float(duplicate_iou)
 
     def _complete_class_names(self):
         num_classes = self._contract.num_classes

@@ -22,6 +22,7 @@ import numpy as np
 from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
 from detr_ros.ros.debug_image import draw_detections
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
+from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -44,7 +45,11 @@ def add_arguments(parser):
                         help="COCO results file for the detections (default OUT/detections.json)")
     parser.add_argument("--topic", action="append", default=None,
                         help="rosbag2 image topic to read (repeatable; default: every image topic)")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="lowest score kept (default 0.5)")
+    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help=f"lowest score kept (default {DEFAULT_SCORE_THRESHOLD})")
+    parser.add_argument("--duplicate-iou", type=float, default=DEFAULT_DUPLICATE_IOU,
+                        help="of two same-class boxes overlapping more than this, keep the better one; 1.0 keeps "
+                             f"both (default {DEFAULT_DUPLICATE_IOU})")
 
 
 @dataclass
@@ -67,7 +72,7 @@ class CheckpointDetector:
     results are those of the checkpoint's export.
     """
 
-    def __init__(self, path, score_threshold=0.5):
+    def __init__(self, path, score_threshold=DEFAULT_SCORE_THRESHOLD, duplicate_iou=DEFAULT_DUPLICATE_IOU):
         import torch
 
         from detr_ros.export.onnx_export import deployed_detector
@@ -78,7 +83,7 @@ class CheckpointDetector:
         self.model = self.deployed.model
         self.class_names = list(checkpoint["class_names"])
         self.category_ids = [int(c) for c in checkpoint["category_ids"]]
-        self.score_threshold = score_threshold
+        self.score_threshold, self.duplicate_iou = score_threshold, duplicate_iou
         self._preprocessor = Preprocessor(self.config.input_size, "stretch", "rgb", 1.0 / 255.0)
         self._canvases = self._preprocessor.new_canvases()
         self._blob = np.zeros((1, 3, *self.config.input_size), np.float32)
@@ -99,20 +104,23 @@ class CheckpointDetector:
         # The post-processing already scaled the boxes to the source image.
         return select(boxes[0].numpy(), scores[0].numpy(), labels[0].numpy(),
                       Placement.identity(placement.height, placement.width),
-                      score_threshold=self.score_threshold, classes=None, max_detections=100)
+                      score_threshold=self.score_threshold, classes=None, max_detections=100,
+                      duplicate_iou=self.duplicate_iou)
 
 
-def load_detector(path, score_threshold):
+def load_detector(path, score_threshold, duplicate_iou):
     """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
     if not 0.0 <= score_threshold <= 1.0:
         raise ConfigError(f"--score-threshold {score_threshold}, expected a number in [0, 1]")
+    if not 0.0 <= duplicate_iou <= 1.0:
+        raise ConfigError(f"--duplicate-iou {duplicate_iou}, expected a number in [0, 1]")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return CheckpointDetector(path, score_threshold)
+        return CheckpointDetector(path, score_threshold, duplicate_iou)
     from detr_ros.runtime import Detector
 
-    return Detector(path, score_threshold=score_threshold)
+    return Detector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou)
 
 
 def bag_folder(path):
@@ -304,7 +312,7 @@ def _write_json(path, value):
 
 def run(args):
     sources = classify_inputs(args.inputs)
-    detector = load_detector(args.model, args.score_threshold)
+    detector = load_detector(args.model, args.score_threshold, args.duplicate_iou)
     json_path = args.json or args.out / "detections.json"
     if json_path.resolve() in {p.resolve() for p in args.inputs}:
         raise ConfigError(f"--json {json_path} is one of the inputs; it would be overwritten")

@@ -63,7 +63,8 @@ def predict_onnx(model_path, dataset, *, threads=None):
     """COCO results of an ONNX model run through the runtime Detector over a CocoDetection, every detection kept."""
     from detr_ros.runtime import Detector
 
-    detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000)
+    # The model's own answers, as the checkpoint's evaluation sees them: no duplicate suppression.
+    detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000, duplicate_iou=1.0)
     results = []
     for index, entry in enumerate(dataset.images):
         rgb = np.ascontiguousarray(dataset.read_image(index).permute(1, 2, 0).numpy())
