@@ -25,7 +25,7 @@ from detr_ros.errors import DetrRosError
 from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import ParameterSpec
 from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, released_if_start_fails, usage
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
 from detr_ros.synthetic.video import SceneVideo
 
 NODE_NAME = "synthetic_camera"
@@ -40,8 +40,8 @@ PARAMETERS = (
     ParameterSpec("encoding", "rgb8", "sensor_msgs/Image encoding, or jpeg/png for sensor_msgs/CompressedImage",
                   choices=SUPPORTED_ENCODINGS + COMPRESSED_FORMATS),
     ParameterSpec("frame_id", "camera", "header frame_id"),
-    ParameterSpec("wait_for_subscribers", 0, "start once the image and ground_truth topics each have this many "
-                  "subscribers; 0: start at once", low=0, high=100),
+    ParameterSpec("wait_for_subscribers", 0, "start once the image topic has this many subscribers and the "
+                  "ground_truth topic at least one; 0: start at once", low=0, high=100),
 )
 
 
@@ -56,7 +56,7 @@ def ground_truth_message(header, annotations):
 
 
 class SyntheticCamera(Node):
-    @released_if_start_fails
+    @exits_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
@@ -80,8 +80,9 @@ class SyntheticCamera(Node):
                                f"{self.truth_publisher.topic_name}")
 
     def publish_frame(self):
-        if self.index == 0 and not all(p.get_subscription_count() >= self.wait_for_subscribers
-                                       for p in (self.image_publisher, self.truth_publisher)):
+        if self.index == 0 and self.wait_for_subscribers and (
+                self.image_publisher.get_subscription_count() < self.wait_for_subscribers
+                or self.truth_publisher.get_subscription_count() < 1):
             return
         bgr, annotations = self.video.frame(self.index)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -188,7 +188,7 @@ def run(args):
     if synthetic:
         camera = NodeProcess("synthetic_camera", "detr_ros.ros.synthetic_camera",
                              {"width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "rate": CAMERA_RATE_HZ,
-                              "seed": CAMERA_SEED, "frames": frames, "wait_for_subscribers": 1},
+                              "seed": CAMERA_SEED, "frames": frames, "wait_for_subscribers": 2},
                              logs / "synthetic_camera.log")
         processes.append(camera)
 
@@ -200,7 +200,8 @@ def run(args):
         recorder.start(env)
         detector.start(env)
         if synthetic:
-            # The camera starts once the detector and recorder listen, so no frame goes unheard.
+            # The camera starts once the detector and recorder listen, so no frame goes unheard. The
+            # camera's own discovery can lag this process's, so it also waits for both (image: 2).
             _wait_for_subscribers(env, {image_topic: 2, "/ground_truth": 1, "/detections": 1}, processes[:2],
                                   STARTUP_ALLOWANCE_S)
             camera.start(env)
