@@ -2,16 +2,18 @@
 
 Each node lists its parameters once, as ``ParameterSpec`` rows (detector_parameters); this module
 turns a table into declared, checked ROS parameters and into the ``--help`` text an operator
-reads before starting the node, and makes a node that refuses to start release what it holds.
+reads before starting the node, and ends the process of a node that refuses to start.
 """
 
 import functools
+import os
+import sys
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
-from detr_ros.errors import ConfigError
+from detr_ros.errors import ConfigError, DetrRosError
 from detr_ros.ros.detector_parameters import STRING_ARRAY
 
 
@@ -53,19 +55,28 @@ def declare_parameters(node, specs):
     return values
 
 
-def released_if_start_fails(init):
-    """Decorates a Node subclass's ``__init__``: when it raises (a bad parameter, a bad model), the
-    half-built node is destroyed at once, so its DDS entities go before rclpy shuts down rather
-    than in the interpreter's teardown."""
+def exits_if_start_fails(init):
+    """Decorates a Node subclass's ``__init__``: when it raises a DetrRosError (a bad parameter, a
+    bad model), the reason is logged and the process ends at once with exit code 2.
+
+    The process leaves without tearing down its DDS participant. Created moments before, the
+    participant is still in discovery, and deleting it then can spin forever or crash inside Fast
+    DDS (its set_listener waits for a discovery callback in flight, eProsima/Fast-DDS#6513): seen
+    here as a start failure that never exited and as one that segfaulted. The operating system
+    releases the sockets and memory of an exiting process.
+    """
 
     @functools.wraps(init)
     def start(node, *args, **kwargs):
         try:
             init(node, *args, **kwargs)
-        except BaseException:
-            if getattr(node, "handle", None) is not None:  # None: Node.__init__ itself failed
-                node.destroy_node()
-            raise
+        except DetrRosError as error:
+            if getattr(node, "handle", None) is None:  # Node.__init__ itself failed: no participant
+                raise
+            node.get_logger().fatal(str(error))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
 
     return start
 

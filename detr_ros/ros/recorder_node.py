@@ -29,7 +29,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from detr_ros.errors import DetrRosError
 from detr_ros.ros.debug_image import draw_detections, tile_grid
 from detr_ros.ros.detector_parameters import RELIABILITIES, ParameterSpec, camera_topics
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, released_if_start_fails, usage
+from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 
 NODE_NAME = "detection_recorder"
@@ -252,7 +252,7 @@ class Recording:
 class DetectionRecorder(Node):
     """Collects one run into a Recording; ``finished`` turns true when the run is over."""
 
-    @released_if_start_fails
+    @exits_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         self.values = declare_parameters(self, PARAMETERS)
