@@ -19,6 +19,7 @@ import torch
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector
 from detr_ros.runtime.detections import select
+from detr_ros.runtime.detector import session_options
 from detr_ros.runtime.preprocess import Placement, placement_for
 
 NUM_ULTRALYTICS_QUERIES = 300
@@ -171,6 +172,13 @@ def test_ultralytics_graph_names_batch_and_colour_orders(graphs, cache):
     assert len(found) == 4
     for detections in found:
         np.testing.assert_allclose(detections.boxes[0], box, atol=0.5)
+
+
+def test_thread_spinning_is_an_onnxruntime_session_setting():
+    key = "session.intra_op.allow_spinning"
+    assert session_options(2, thread_spinning=False).get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError):  # unset: onnxruntime's default, spinning
+        session_options(2).get_session_config_entry(key)
 
 
 def test_same_class_duplicates_are_published_once():
