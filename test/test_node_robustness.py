@@ -106,11 +106,13 @@ def test_malformed_messages_are_counted_and_good_frames_still_answered(ros_env, 
                 f"good frames of round {index} not answered:\n{detector.output}"
         total = rounds * per_round * 2
 
-        def all_rejects_counted():
+        def all_counted():
+            # A diagnostics period can end between a frame's publish and its count: wait for both.
             status = latest_status(diagnostics)
-            return sum(int(v["rejected"]) for v in status.values()) == total
+            return (sum(int(v["rejected"]) for v in status.values()) == total
+                    and all(int(v["published"]) == rounds for v in status.values()))
 
-        assert spin_until(ros_context, [probe], all_rejects_counted, 10.0), latest_status(diagnostics)
+        assert spin_until(ros_context, [probe], all_counted, 10.0), latest_status(diagnostics)
         assert detector.process.poll() is None, "the node keeps serving"
     finally:
         assert detector.stop() == 0, detector.output
