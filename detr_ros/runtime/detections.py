@@ -5,12 +5,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from detr_ros.errors import ConfigError
+
 # Defaults of every detecting surface (Detector, detector node, detect): chosen on the demo video, where
 # they gave the stage-2 shipped model precision 0.87 / recall 0.86, against 0.81 / 0.83 at 0.5 without
 # suppression.
 DEFAULT_SCORE_THRESHOLD = 0.4
 # Same-class boxes overlapping more than this are one object seen twice; 1.0 keeps every box.
 DEFAULT_DUPLICATE_IOU = 0.8
+
+
+def check_fraction(name, value):
+    """``value`` as a float if it lies in [0, 1] (a score threshold, an IoU); else a ConfigError naming it."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{name}={value!r}, expected a number in [0, 1]")
+    return float(value)
 
 
 @dataclass

@@ -20,7 +20,8 @@ import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
-from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, Detections, select
+from detr_ros.runtime.detections import (DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, Detections, check_fraction,
+                                         select)
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
 from detr_ros.runtime.model_file import check_model_file, file_digest
 from detr_ros.runtime.preprocess import Placement, Preprocessor
@@ -231,15 +232,12 @@ class Detector:
 
     @staticmethod
     def _call_settings(score_threshold, classes, max_detections, duplicate_iou):
-        if not 0.0 <= float(score_threshold) <= 1.0:
-            raise ConfigError(f"score_threshold={score_threshold!r}, expected a number in [0, 1]")
-        if not 0.0 <= float(duplicate_iou) <= 1.0:
-            raise ConfigError(f"duplicate_iou={duplicate_iou!r}, expected a number in [0, 1] (1.0 keeps every box)")
         if not isinstance(max_detections, int) or max_detections < 1:
             raise ConfigError(f"max_detections={max_detections!r}, expected a positive integer")
         if classes is not None:
             classes = np.asarray(list(classes), np.int64)
-        return float(score_threshold), classes, max_detections, float(duplicate_iou)
+        return (check_fraction("score_threshold", score_threshold), classes, max_detections,
+                check_fraction("duplicate_iou", duplicate_iou))
 
     def _complete_class_names(self):
         num_classes = self._contract.num_classes

@@ -22,7 +22,7 @@ import numpy as np
 from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
 from detr_ros.ros.debug_image import draw_detections
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
-from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
+from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -110,10 +110,8 @@ class CheckpointDetector:
 
 def load_detector(path, score_threshold, duplicate_iou):
     """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
-    if not 0.0 <= score_threshold <= 1.0:
-        raise ConfigError(f"--score-threshold {score_threshold}, expected a number in [0, 1]")
-    if not 0.0 <= duplicate_iou <= 1.0:
-        raise ConfigError(f"--duplicate-iou {duplicate_iou}, expected a number in [0, 1]")
+    check_fraction("--score-threshold", score_threshold)
+    check_fraction("--duplicate-iou", duplicate_iou)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
