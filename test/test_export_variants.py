@@ -57,7 +57,7 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
     backbone = [n for n in model.graph.node if "/backbone/" in n.name and n.op_type == "Conv"]
     assert backbone and not any(n.input[1] in float_weights for n in backbone)
     # the decoder's value projections run on every map position, so they are int8 inside the float decoder
-    values = [n for n in model.graph.node if "cross_attn/value_proj" in n.name and n.op_type == "MatMul"]
+    values = [n for n in model.graph.node if "cross_attn/level_value_proj" in n.name and n.op_type == "Conv"]
     assert values and not any(set(n.input) & float_weights for n in values)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["detr_ros.quantization"] == "int8_qdq"

@@ -68,7 +68,8 @@ def _fixed_batch_loss(trainer, images, targets):
 
 def test_training_steps_lower_the_loss(tiny_data, tmp_path):
     torch.set_num_threads(1)
-    config = TrainConfig.from_dict({"epochs": 8, "batch_size": 4, "lr": 2e-3, "backbone_lr": 2e-3, "warmup_steps": 3,
+    # 64 steps: over 32, how far this tiny model's loss falls varied from 0.63x to 0.87x with the seed.
+    config = TrainConfig.from_dict({"epochs": 16, "batch_size": 4, "lr": 2e-3, "backbone_lr": 2e-3, "warmup_steps": 3,
                                     "schedule": "constant", "num_workers": 0, "checkpoint_every": 1000, "eval_every": 0, "log_every": 1,
                                     **QUIET_AUGMENTATION})
     trainer = Trainer(ModelConfig.from_dict(TINY_MODEL), config, tiny_data, tmp_path / "run", progress=False)
@@ -77,10 +78,10 @@ def test_training_steps_lower_the_loss(tiny_data, tmp_path):
     before = _fixed_batch_loss(trainer, images, targets)
     result = trainer.run()
     after = _fixed_batch_loss(trainer, images, targets)
-    assert result.step == 32
+    assert result.step == 64
     assert after < 0.8 * before, (before, after)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch") and len(rows) == 1 + 32
+    assert rows[0].startswith("step,epoch") and len(rows) == 1 + 64
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     assert (tmp_path / "run" / "labels.txt").read_text().splitlines() == trainer.dataset.class_names
     shipped = load_checkpoint(tmp_path / "run" / "model.pt")

@@ -56,11 +56,11 @@ class DeployedDetector(nn.Module):
 
 
 def deployed_detector(checkpoint_path):
-    """(DeployedDetector in eval mode with RepVGG fused, ModelConfig, checkpoint dict)."""
+    """(DeployedDetector in eval mode, rewritten for inference (RTDETR.deploy), ModelConfig, checkpoint dict)."""
     model, checkpoint = load_model(checkpoint_path)
     config = model_config_from_checkpoint(checkpoint, checkpoint_path)
     if hasattr(model, "deploy"):
-        model.deploy()  # RT-DETR: fuse the RepVGG branches
+        model.deploy()  # RT-DETR: fuse RepVGG branches, fold linear maps that follow one another
     # DETR's last class is "no object": softmax, best real class per query; RT-DETR: sigmoid top-K.
     score_mode = "softmax" if config.architecture == "detr" else "sigmoid"
     postprocessor = PostProcessor(config.num_top_queries, score_mode)
@@ -145,6 +145,8 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
     calibration_files = calibration_images(int8_calibration, num_calibration_images) if int8_calibration else None
     deployed, config, checkpoint = deployed_detector(checkpoint_path)
     input_size = tuple(size or config.input_size)
+    if not dynamic_size and hasattr(deployed.model, "deploy"):
+        deployed.model.deploy(input_size)  # what a fixed input size allows on top
     metadata = export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode)
     output_path = Path(output_path)
     with tempfile.TemporaryDirectory(prefix="detr_ros_export_") as work_dir:

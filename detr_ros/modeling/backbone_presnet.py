@@ -147,6 +147,16 @@ class PResNet(nn.Module):
         if freeze_norm:
             freeze_batch_norm(self)
 
+    def deploy(self, input_size=None):
+        """For a fixed input size (H, W) that is a multiple of the largest stride, 32, in both: every
+        shortcut's average pool then sees an even map, where ceil_mode changes nothing, and without
+        it onnxruntime runs the pool in its blocked layout, about 10x faster than the ceil_mode one."""
+        if input_size is None or any(side % STAGE_STRIDES[-1] for side in input_size):
+            return
+        for module in self.modules():
+            if isinstance(module, nn.AvgPool2d):
+                module.ceil_mode = False
+
     def forward(self, images):
         x = F.max_pool2d(self.conv1(images), kernel_size=3, stride=2, padding=1)
         features = []

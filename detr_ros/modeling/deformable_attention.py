@@ -13,20 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from detr_ros.modeling.config import SAMPLING_METHODS
+from detr_ros.modeling.layers import compose_linear, pointwise_conv
 
 
-def sample_multi_scale(value, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
+def sample_multi_scale(value_maps, sampling_locations, attention_weights, num_points_list, method):
     """Weighted sum of the value maps at the sampling locations.
 
-    value: [B, n_heads, head_dim, sum(H_l * W_l)], channels first, as the maps were flattened
-    spatial_shapes: list of (H_l, W_l)
+    value_maps: list of [B, n_heads * head_dim, H_l, W_l], one a level, heads major in the channels
     sampling_locations: [B, Q, n_heads, sum(num_points_list), 2] as (x, y) in [0, 1]
     attention_weights: [B, Q, n_heads, sum(num_points_list)]
     Returns [B, Q, n_heads * head_dim].
     """
-    batch, n_heads, head_dim, _ = value.shape
-    num_queries = sampling_locations.shape[1]
-    value_maps = value.flatten(0, 1).split([h * w for h, w in spatial_shapes], dim=-1)
+    batch, num_queries, n_heads = sampling_locations.shape[:3]
+    head_dim = value_maps[0].shape[1] // n_heads
     # [B * n_heads, Q, points, 2]
     locations = sampling_locations.permute(0, 2, 1, 3, 4).flatten(0, 1)
     if method == "default":
@@ -34,8 +33,9 @@ def sample_multi_scale(value, spatial_shapes, sampling_locations, attention_weig
     per_level = locations.split(num_points_list, dim=-2)
 
     sampled = []
-    for level, (height, width) in enumerate(spatial_shapes):
-        value_map = value_maps[level].reshape(batch * n_heads, head_dim, height, width)
+    for level, value_map in enumerate(value_maps):
+        height, width = value_map.shape[-2:]
+        value_map = value_map.reshape(batch * n_heads, head_dim, height, width)
         if method == "default":
             sampled.append(
                 F.grid_sample(value_map, per_level[level], mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -43,7 +43,7 @@ def sample_multi_scale(value, spatial_shapes, sampling_locations, attention_weig
             continue
         # Discrete: the cell containing the point. x is clamped to the width and y to the height
         # (the official code clamps both to the height, which is wrong on rectangular maps).
-        scale = torch.tensor([width, height], device=value.device, dtype=per_level[level].dtype)
+        scale = torch.tensor([width, height], device=value_map.device, dtype=per_level[level].dtype)
         cell = (per_level[level] * scale + 0.5).to(torch.int64)
         x = cell[..., 0].clamp(0, width - 1)
         y = cell[..., 1].clamp(0, height - 1)
@@ -56,16 +56,17 @@ def sample_multi_scale(value, spatial_shapes, sampling_locations, attention_weig
     return output.reshape(batch, n_heads * head_dim, num_queries).permute(0, 2, 1)
 
 
-class ChannelsFirstLinear(nn.Linear):
-    """nn.Linear over channels-first input: [B, in_features, S] -> [B, out_features, S].
+class PointwiseLinear(nn.Linear):
+    """nn.Linear applied at every position of a map: [B, in_features, H, W] -> [B, out_features, H, W].
 
-    The sampler wants each head's maps as [head_dim, H, W]; projecting [S, D] rows and then
-    transposing made ONNX Runtime fuse the transpose into a MatMul 1.5x slower than this one.
-    Same parameters (and checkpoint keys) as nn.Linear.
+    A 1x1 convolution with nn.Linear's parameters (and checkpoint keys): the sampler wants each
+    head's maps as [head_dim, H, W], which a convolution writes directly, where projecting [S, D]
+    rows needs a transpose that ONNX Runtime fuses into a slower MatMul, and which onnxruntime's
+    INT8 runs as a QLinearConv.
     """
 
     def forward(self, x):
-        return torch.matmul(self.weight, x) + self.bias[:, None]
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
 
 
 class MSDeformableAttention(nn.Module):
@@ -78,8 +79,7 @@ class MSDeformableAttention(nn.Module):
         that level's number of points (0.5 in the official models).
 
     query: [B, Q, D], reference_points: [B, Q, 1, 4] (cx, cy, w, h in [0, 1]),
-    value: [B, D, sum(H_l * W_l)] (the flattened maps, channels first), spatial_shapes: list of
-    (H_l, W_l) -> [B, Q, D]
+    value_maps: list of [B, D, H_l, W_l], one a level -> [B, Q, D]
     """
 
     def __init__(self, embed_dim=256, num_heads=8, num_points=(4, 4, 4), method="default", offset_scale=0.5):
@@ -97,10 +97,11 @@ class MSDeformableAttention(nn.Module):
         scale = [1.0 / n for n in self.num_points_list for _ in range(n)]
         # Derived from num_points, so not saved (official v2 files carry it; the importer drops it).
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self.offsets_scaled = False  # set by scale_offsets
 
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * total_points * 2)
         self.attention_weights = nn.Linear(embed_dim, num_heads * total_points)
-        self.value_proj = ChannelsFirstLinear(embed_dim, embed_dim)
+        self.value_proj = PointwiseLinear(embed_dim, embed_dim)
         self.output_proj = nn.Linear(embed_dim, embed_dim)
         self._reset_parameters()
         if method == "discrete":
@@ -124,16 +125,45 @@ class MSDeformableAttention(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.constant_(self.output_proj.bias, 0)
 
-    def forward(self, query, reference_points, value, spatial_shapes):
+    def forward(self, query, reference_points, value_maps):
         batch, num_queries = query.shape[:2]
         total_points = sum(self.num_points_list)
-        value = self.value_proj(value).reshape(batch, self.num_heads, -1, value.shape[-1])
+        if hasattr(self, "level_value_proj"):
+            values = [project(value_map) for project, value_map in zip(self.level_value_proj, value_maps)]
+        else:
+            values = [self.value_proj(value_map) for value_map in value_maps]
         offsets = self.sampling_offsets(query).reshape(batch, num_queries, self.num_heads, total_points, 2)
+        if not self.offsets_scaled:
+            offsets = offsets * (self.num_points_scale[:, None] * self.offset_scale).to(query.dtype)
         weights = self.attention_weights(query).reshape(batch, num_queries, self.num_heads, total_points)
         weights = weights.softmax(-1)
         # reference_points [B, Q, 1, 4] -> centre and size broadcast over heads and points.
         centre = reference_points[:, :, None, :, :2]
         size = reference_points[:, :, None, :, 2:]
-        locations = centre + offsets * self.num_points_scale[:, None].to(query.dtype) * size * self.offset_scale
-        output = sample_multi_scale(value, spatial_shapes, locations, weights, self.num_points_list, self.method)
+        locations = centre + offsets * size
+        output = sample_multi_scale(values, locations, weights, self.num_points_list, self.method)
         return self.output_proj(output)
+
+    @torch.no_grad()
+    def scale_offsets(self):
+        """Scale sampling_offsets' outputs in its weights, as forward would (inference only; changes
+        the state dict): one broadcast multiplication less on every call."""
+        if self.offsets_scaled:
+            return
+        scale = (self.num_points_scale[:, None] * self.offset_scale).expand(-1, 2).repeat(self.num_heads, 1).flatten()
+        self.sampling_offsets.weight.mul_(scale[:, None])
+        self.sampling_offsets.bias.mul_(scale)
+        self.offsets_scaled = True
+
+    @torch.no_grad()
+    def fold_input_projections(self, projections):
+        """Take over the linear maps that made the value maps (inference only; changes the state dict).
+
+        projections: per level, (weight [D, C_l], bias [D]) of the map the caller stops computing;
+        forward then reads that map's input, [B, C_l, H_l, W_l], with one 1x1 convolution a level.
+        """
+        self.level_value_proj = nn.ModuleList(
+            pointwise_conv(*compose_linear((self.value_proj.weight, self.value_proj.bias), projection))
+            for projection in projections
+        )
+        del self.value_proj

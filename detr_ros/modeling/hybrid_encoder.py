@@ -2,8 +2,10 @@
 
 AIFI (attention-based intra-scale feature interaction) is one transformer encoder layer applied
 to the stride-32 map only, with a 2D sin-cos position embedding. CCFM (CNN-based cross-scale
-feature fusion) merges the three maps with CSP blocks built from RepVGG blocks, whose two
-convolution branches can be fused into one 3x3 convolution for deployment (``fuse_repvgg``).
+feature fusion) merges the three maps with CSP blocks built from RepVGG blocks. ``deploy`` rewrites
+the encoder for inference with the same outputs and fewer operations: a RepVGG block's two
+convolution branches become one 3x3 convolution, a CSP block's two input convolutions one, and the
+top-down fusion folds the input projections into the convolutions that read them.
 Module names follow lyuwenyu/RT-DETR ``HybridEncoder`` (v2 naming).
 """
 
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detr_ros.modeling.layers import ConvNormLayer, make_activation
+from detr_ros.modeling.layers import ConvNormLayer, compose_linear, fold_batch_norm, make_activation, pointwise_conv
 
 
 @lru_cache(maxsize=16)
@@ -65,19 +67,12 @@ class RepVggBlock(nn.Module):
         """Replace the two branches by the single equivalent 3x3 convolution (inference only)."""
         if hasattr(self, "conv"):
             return
-        kernel3, bias3 = _fold_batch_norm(self.conv1)
-        kernel1, bias1 = _fold_batch_norm(self.conv2)
+        kernel3, bias3 = fold_batch_norm(self.conv1.conv, self.conv1.norm)
+        kernel1, bias1 = fold_batch_norm(self.conv2.conv, self.conv2.norm)
         self.conv = nn.Conv2d(self.channels, self.channels, 3, 1, padding=1).to(kernel3)
         self.conv.weight.copy_(kernel3 + F.pad(kernel1, [1, 1, 1, 1]))
         self.conv.bias.copy_(bias3 + bias1)
         del self.conv1, self.conv2
-
-
-def _fold_batch_norm(branch):
-    norm = branch.norm
-    std = (norm.running_var + norm.eps).sqrt()
-    scale = norm.weight / std
-    return branch.conv.weight * scale[:, None, None, None], norm.bias - norm.running_mean * scale
 
 
 class CSPRepLayer(nn.Module):
@@ -98,7 +93,28 @@ class CSPRepLayer(nn.Module):
             self.conv3 = nn.Identity()
 
     def forward(self, x):
+        if hasattr(self, "input_conv"):
+            return self.from_input_projection(self.input_conv(x))
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))
+
+    def from_input_projection(self, projected):
+        """The block after its input convolutions (merged ones only).
+
+        projected: conv1's and conv2's outputs before their activation, stacked: [B, 2 * hidden, H, W].
+        """
+        main, shortcut = self.input_act(projected).chunk(2, dim=1)
+        return self.conv3(self.bottlenecks(main) + shortcut)
+
+    @torch.no_grad()
+    def merge_input_convs(self):
+        """conv1 and conv2 read the same input: one 1x1 convolution with both outputs (inference only)."""
+        if hasattr(self, "input_conv"):
+            return
+        weights, biases = zip(fold_batch_norm(self.conv1.conv, self.conv1.norm),
+                              fold_batch_norm(self.conv2.conv, self.conv2.norm))
+        self.input_conv = pointwise_conv(torch.cat(weights), torch.cat(biases))
+        self.input_act = self.conv1.act
+        del self.conv1, self.conv2
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -195,6 +211,8 @@ class HybridEncoder(nn.Module):
         self.fpn_blocks = nn.ModuleList(
             CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks, expansion, activation) for _ in range(num_fusions)
         )
+        # Set by deploy: the top-down fusion's input convolutions, split into coarse and fine shares.
+        self.fpn_coarse_convs = self.fpn_fine_convs = None
         self.downsample_convs = nn.ModuleList(
             ConvNormLayer(hidden_dim, hidden_dim, 3, 2, activation=activation) for _ in range(num_fusions)
         )
@@ -202,11 +220,36 @@ class HybridEncoder(nn.Module):
             CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks, expansion, activation) for _ in range(num_fusions)
         )
 
-    def fuse_repvgg(self):
-        """Fuse every RepVGG block into one convolution (inference only; changes the state dict)."""
+    @torch.no_grad()
+    def deploy(self):
+        """Rewrite for inference, same outputs (changes the state dict): RepVGG blocks fused, each CSP
+        block's input convolutions merged, and in the top-down fusion
+          - the coarse map's share of the CSP input convolution applied before the nearest
+            upsampling, at a quarter of the positions (a 1x1 convolution commutes with it);
+          - a level's input projection (1x1 convolution and batch norm, linear) folded into the fine
+            share, when that costs no more multiplications; that level then skips its projection.
+        """
+        if self.fpn_coarse_convs is not None:
+            return
         for module in self.modules():
             if isinstance(module, RepVggBlock):
                 module.fuse()
+            elif isinstance(module, CSPRepLayer):
+                module.merge_input_convs()
+        self.fpn_coarse_convs, self.fpn_fine_convs = nn.ModuleList(), nn.ModuleList()
+        for step, level in enumerate(range(len(self.input_proj) - 1, 0, -1)):
+            merged = self.fpn_blocks[step].input_conv
+            weight = merged.weight.flatten(1)
+            self.fpn_coarse_convs.append(pointwise_conv(weight[:, : self.hidden_dim], None))
+            fine = (weight[:, self.hidden_dim :], merged.bias)
+            projection = self.input_proj[level - 1]
+            in_channels, outputs = projection.conv.in_channels, weight.shape[0]
+            separate_macs = self.hidden_dim * in_channels + outputs * self.hidden_dim
+            if level - 1 not in self.use_encoder_idx and outputs * in_channels <= separate_macs:
+                fine = compose_linear(fine, fold_batch_norm(projection.conv, projection.norm))
+                self.input_proj[level - 1] = nn.Identity()
+            self.fpn_fine_convs.append(pointwise_conv(*fine))
+            del self.fpn_blocks[step].input_conv  # from_input_projection takes its output from these two
 
     def forward(self, features):
         proj = [project(feature) for project, feature in zip(self.input_proj, features)]
@@ -224,10 +267,7 @@ class HybridEncoder(nn.Module):
         for step, level in enumerate(range(len(proj) - 1, 0, -1)):
             coarse = self.lateral_convs[step](inner[0])
             inner[0] = coarse
-            fine = proj[level - 1]
-            # size= instead of scale_factor=2 keeps inputs that are not multiples of 32 working.
-            upsampled = F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
-            inner.insert(0, self.fpn_blocks[step](torch.cat([upsampled, fine], dim=1)))
+            inner.insert(0, self._fuse_top_down(step, coarse, proj[level - 1]))
 
         # Bottom-up: downsample and fuse with the next coarser top-down map.
         outs = [inner[0]]
@@ -235,3 +275,12 @@ class HybridEncoder(nn.Module):
             downsampled = self.downsample_convs[step](outs[-1])
             outs.append(self.pan_blocks[step](torch.cat([downsampled, inner[step + 1]], dim=1)))
         return outs
+
+    def _fuse_top_down(self, step, coarse, fine):
+        """fpn_blocks[step] on the upsampled coarse map stacked on the fine one -> [B, hidden_dim, H_fine, W_fine]."""
+        # size= instead of scale_factor=2 keeps inputs that are not multiples of 32 working.
+        if self.fpn_coarse_convs is None:
+            upsampled = F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
+            return self.fpn_blocks[step](torch.cat([upsampled, fine], dim=1))
+        coarse_share = F.interpolate(self.fpn_coarse_convs[step](coarse), size=fine.shape[-2:], mode="nearest")
+        return self.fpn_blocks[step].from_input_projection(coarse_share + self.fpn_fine_convs[step](fine))

@@ -61,6 +61,40 @@ def freeze_batch_norm(module):
     return module
 
 
+def fold_batch_norm(conv, norm):
+    """(weight, bias) of the one convolution that equals ``norm(conv(x))`` in eval mode.
+
+    conv: nn.Conv2d; norm: nn.BatchNorm2d or FrozenBatchNorm2d. weight has conv's shape.
+    """
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale[:, None, None, None], bias
+
+
+def compose_linear(outer, inner):
+    """(weight [out, in], bias [out]) of ``outer(inner(x))`` for two affine maps given as (weight, bias).
+
+    Weights are [out, in] matrices or 1x1 convolution kernels [out, in, 1, 1]; a bias may be None.
+    """
+    outer_weight, outer_bias = outer[0].flatten(1), outer[1]
+    inner_weight, inner_bias = inner[0].flatten(1), inner[1]
+    bias = outer_bias if inner_bias is None else outer_weight @ inner_bias + (0 if outer_bias is None else outer_bias)
+    return outer_weight @ inner_weight, bias
+
+
+def pointwise_conv(weight, bias):
+    """An nn.Conv2d 1x1 with these values: weight [out, in] (or [out, in, 1, 1]), bias [out] or None."""
+    weight = weight.reshape(weight.shape[0], -1)
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None).to(weight)
+    with torch.no_grad():
+        conv.weight.copy_(weight[:, :, None, None])
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
 class ConvNormLayer(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> activation; the unit of PResNet and the hybrid encoder.
 

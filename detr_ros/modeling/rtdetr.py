@@ -28,11 +28,16 @@ class RTDETR(nn.Module):
         features = self.backbone(images)
         return self.decoder(self.encoder(features), targets)
 
-    def deploy(self):
-        """Eval mode with RepVGG blocks fused: same outputs, fewer convolutions (for export/inference).
+    def deploy(self, input_size=None):
+        """Eval mode, rewritten for inference with the same outputs: RepVGG blocks fused, linear maps
+        that follow one another folded into one (see HybridEncoder.deploy, RTDETRTransformer.deploy).
+        input_size: (H, W) when the model will only see that size (a fixed-size export); a deployed
+        model can be handed it in a second call.
 
-        The fused model's state dict differs from the trained one, so save checkpoints before this.
+        The deployed model's state dict differs from the trained one, so save checkpoints before this.
         """
         self.eval()
-        self.encoder.fuse_repvgg()
+        self.backbone.deploy(input_size)
+        self.encoder.deploy()
+        self.decoder.deploy()
         return self

@@ -16,13 +16,13 @@ from torch import nn
 from detr_ros.modeling.box_ops import inverse_sigmoid
 from detr_ros.modeling.deformable_attention import MSDeformableAttention
 from detr_ros.modeling.denoising import make_denoising_queries
-from detr_ros.modeling.layers import MLP, make_activation
+from detr_ros.modeling.layers import MLP, compose_linear, fold_batch_norm, make_activation, pointwise_conv
 
 
 class TransformerDecoderLayer(nn.Module):
     """Self-attention among queries, deformable cross-attention to the maps, feed-forward; post-norm.
 
-    target: [B, Q, D], reference_points: [B, Q, 1, 4], memory: [B, D, S] (channels first),
+    target: [B, Q, D], reference_points: [B, Q, 1, 4], value_maps: list of [B, C_l, H_l, W_l],
     attn_mask: [Q, Q] bool or None, query_pos_embed: [B, Q, D] -> [B, Q, D]
     """
 
@@ -45,11 +45,11 @@ class TransformerDecoderLayer(nn.Module):
         nn.init.xavier_uniform_(self.linear1.weight)
         nn.init.xavier_uniform_(self.linear2.weight)
 
-    def forward(self, target, reference_points, memory, spatial_shapes, attn_mask, query_pos_embed):
+    def forward(self, target, reference_points, value_maps, attn_mask, query_pos_embed):
         query = target + query_pos_embed
         attended, _ = self.self_attn(query, query, value=target, attn_mask=attn_mask, need_weights=False)
         target = self.norm1(target + self.dropout1(attended))
-        attended = self.cross_attn(target + query_pos_embed, reference_points, memory, spatial_shapes)
+        attended = self.cross_attn(target + query_pos_embed, reference_points, value_maps)
         target = self.norm2(target + self.dropout2(attended))
         hidden = self.linear2(self.dropout3(self.activation(self.linear1(target))))
         return self.norm3(target + self.dropout4(hidden))
@@ -63,7 +63,7 @@ class TransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(make_layer() for _ in range(num_layers))
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
 
-    def forward(self, target, ref_points_unact, memory, spatial_shapes, bbox_head, score_head, query_pos_head, attn_mask):
+    def forward(self, target, ref_points_unact, value_maps, bbox_head, score_head, query_pos_head, attn_mask):
         """Returns (boxes [n_out, B, Q, 4] cxcywh in [0, 1], logits [n_out, B, Q, C]) where n_out is the
         number of layers in training and 1 (the ``eval_idx`` layer) at inference."""
         boxes, logits = [], []
@@ -72,7 +72,7 @@ class TransformerDecoder(nn.Module):
         output = target
         for i, layer in enumerate(self.layers):
             query_pos_embed = query_pos_head(ref_points_detached)
-            output = layer(output, ref_points_detached.unsqueeze(2), memory, spatial_shapes, attn_mask, query_pos_embed)
+            output = layer(output, ref_points_detached.unsqueeze(2), value_maps, attn_mask, query_pos_embed)
             refined = (bbox_head[i](output) + inverse_sigmoid(ref_points_detached)).sigmoid()
             if self.training:
                 logits.append(score_head[i](output))
@@ -144,6 +144,7 @@ class RTDETRTransformer(nn.Module):
         self.box_noise_scale = box_noise_scale
         self.aux_loss = aux_loss
         self._anchor_cache = {}
+        self.enc_level_proj = None  # set by deploy
 
         self.input_proj = nn.ModuleList(
             nn.Sequential(
@@ -206,21 +207,30 @@ class RTDETRTransformer(nn.Module):
             self._anchor_cache[key] = generate_anchors(spatial_shapes, device=device, dtype=dtype)
         return self._anchor_cache[key]
 
-    def _flatten(self, feats):
-        """The projected maps as one sequence, channels first: ([B, D, S], [(H_l, W_l), ...])."""
-        projected = [project(feat) for project, feat in zip(self.input_proj, feats)]
-        spatial_shapes = [tuple(p.shape[-2:]) for p in projected]
-        return torch.cat([p.flatten(2) for p in projected], dim=2), spatial_shapes
+    def _encoder_memory(self, level_maps):
+        """enc_output's input, the maps flattened into one sequence: ([B, S, D], [(H_l, W_l), ...]).
 
-    def _select_queries(self, memory, spatial_shapes):
-        """memory: [B, S, D] -> (content [B, Q, D], reference boxes before sigmoid [B, Q, 4], logits [B, Q, C])."""
+        Deployed, enc_output's projection is applied here already, once a level, all but its bias.
+        """
+        spatial_shapes = [tuple(m.shape[-2:]) for m in level_maps]
+        if self.enc_level_proj is not None:
+            level_maps = [project(level_map) for project, level_map in zip(self.enc_level_proj, level_maps)]
+        return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2), spatial_shapes
+
+    def _select_queries(self, level_maps):
+        """level_maps: list of [B, D, H_l, W_l] -> (content [B, Q, D], reference boxes before sigmoid
+        [B, Q, 4], logits [B, Q, C])."""
+        memory, spatial_shapes = self._encoder_memory(level_maps)
         if memory.shape[1] < self.num_queries:
             raise ValueError(
                 f"input too small: its feature maps {spatial_shapes} have {memory.shape[1]} positions, "
                 f"fewer than the {self.num_queries} queries to select"
             )
         anchors, valid_mask = self.anchors(spatial_shapes, memory.device, memory.dtype)
-        output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
+        if self.enc_level_proj is None:
+            output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
+        else:  # projected already, but for the bias: invalid positions project zeros, to the bias
+            output_memory = self.enc_output.norm(valid_mask.to(memory.dtype) * memory + self.enc_output.proj.bias)
         enc_logits = self.enc_score_head(output_memory)
         _, topk = torch.topk(enc_logits.max(-1).values, self.num_queries, dim=1)
 
@@ -238,8 +248,26 @@ class RTDETRTransformer(nn.Module):
             content = topk_memory.detach()
         return content, topk_boxes_unact, topk_logits
 
+    @torch.no_grad()
+    def deploy(self):
+        """Fold the input projections (1x1 convolution and batch norm, linear) into the linear maps
+        that read them, enc_output's projection and every layer's value projection (inference only;
+        changes the state dict). The projected maps, [S, D] at every position, are then never built:
+        each of those maps reads the encoder's maps directly, through one 1x1 convolution a level."""
+        if self.enc_level_proj is not None:
+            return
+        projections = [fold_batch_norm(p.conv, p.norm) for p in self.input_proj]
+        enc_weight = self.enc_output.proj.weight  # its bias is added after the valid-anchor mask
+        self.enc_level_proj = nn.ModuleList(
+            pointwise_conv(*compose_linear((enc_weight, None), p)) for p in projections
+        )
+        for layer in self.decoder.layers:
+            layer.cross_attn.fold_input_projections(projections)
+            layer.cross_attn.scale_offsets()
+        self.input_proj = nn.ModuleList(nn.Identity() for _ in projections)
+
     def forward(self, feats, targets=None):
-        memory_channels_first, spatial_shapes = self._flatten(feats)
+        level_maps = [project(feat) for project, feat in zip(self.input_proj, feats)]
         denoising = None
         if self.training and self.num_denoising > 0 and targets is not None:
             denoising = make_denoising_queries(
@@ -251,8 +279,7 @@ class RTDETRTransformer(nn.Module):
                 self.label_noise_ratio,
                 self.box_noise_scale,
             )
-        content, ref_unact, enc_topk_logits = self._select_queries(memory_channels_first.transpose(1, 2),
-                                                                   spatial_shapes)
+        content, ref_unact, enc_topk_logits = self._select_queries(level_maps)
         enc_topk_boxes = ref_unact.sigmoid()
         ref_unact = ref_unact.detach()
         attn_mask, dn_meta = None, None
@@ -264,8 +291,7 @@ class RTDETRTransformer(nn.Module):
         boxes, logits = self.decoder(
             content,
             ref_unact,
-            memory_channels_first,
-            spatial_shapes,
+            level_maps,
             self.dec_bbox_head,
             self.dec_score_head,
             self.query_pos_head,
