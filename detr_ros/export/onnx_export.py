@@ -2,8 +2,9 @@
 
 The graph has the signature the official RT-DETR family exports share (images, orig_target_sizes ->
 labels, boxes, scores), with post-processing inside, so the runtime and any other consumer of that
-signature can run it. RT-DETR's RepVGG blocks are fused first. The file carries its class names,
-category ids, input size, resize mode, colour order and scaling as metadata_props.
+signature can run it. RT-DETR is first rewritten for inference with the same outputs (RTDETR.deploy:
+RepVGG blocks fused, linear maps that follow one another folded into one). The file carries its
+class names, category ids, input size, resize mode, colour order and scaling as metadata_props.
 """
 
 import logging
