@@ -97,7 +97,7 @@ class MSDeformableAttention(nn.Module):
         scale = [1.0 / n for n in self.num_points_list for _ in range(n)]
         # Derived from num_points, so not saved (official v2 files carry it; the importer drops it).
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
-        self.offsets_scaled = False  # set by scale_offsets
+        self.offsets_deployed = False  # set by deploy_offsets
 
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * total_points * 2)
         self.attention_weights = nn.Linear(embed_dim, num_heads * total_points)
@@ -132,28 +132,36 @@ class MSDeformableAttention(nn.Module):
             values = [project(value_map) for project, value_map in zip(self.level_value_proj, value_maps)]
         else:
             values = [self.value_proj(value_map) for value_map in value_maps]
-        offsets = self.sampling_offsets(query).reshape(batch, num_queries, self.num_heads, total_points, 2)
-        if not self.offsets_scaled:
-            offsets = offsets * (self.num_points_scale[:, None] * self.offset_scale).to(query.dtype)
+        # [B, Q, 2, n_heads, points]: with x and y first, the broadcasts below run over contiguous
+        # spans of points, which onnxruntime computes about 10x faster than over (x, y) pairs.
+        offsets = self.sampling_offsets(query)
+        if self.offsets_deployed:
+            offsets = offsets.reshape(batch, num_queries, 2, self.num_heads, total_points)
+        else:
+            offsets = offsets.reshape(batch, num_queries, self.num_heads, total_points, 2).permute(0, 1, 4, 2, 3)
+            offsets = offsets * (self.num_points_scale * self.offset_scale).to(query.dtype)
         weights = self.attention_weights(query).reshape(batch, num_queries, self.num_heads, total_points)
         weights = weights.softmax(-1)
-        # reference_points [B, Q, 1, 4] -> centre and size broadcast over heads and points.
-        centre = reference_points[:, :, None, :, :2]
-        size = reference_points[:, :, None, :, 2:]
-        locations = centre + offsets * size
+        # reference_points [B, Q, 1, 4] -> centre and size [B, Q, 2, 1, 1], broadcast over heads and points.
+        centre = reference_points[:, :, 0, :2, None, None]
+        size = reference_points[:, :, 0, 2:, None, None]
+        locations = (centre + offsets * size).permute(0, 1, 3, 4, 2)
         output = sample_multi_scale(values, locations, weights, self.num_points_list, self.method)
         return self.output_proj(output)
 
     @torch.no_grad()
-    def scale_offsets(self):
-        """Scale sampling_offsets' outputs in its weights, as forward would (inference only; changes
-        the state dict): one broadcast multiplication less on every call."""
-        if self.offsets_scaled:
+    def deploy_offsets(self):
+        """Give sampling_offsets' outputs as forward uses them (inference only; changes the state dict):
+        scaled, and ordered (x or y, head, point), so that no transpose or scaling runs on each call."""
+        if self.offsets_deployed:
             return
-        scale = (self.num_points_scale[:, None] * self.offset_scale).expand(-1, 2).repeat(self.num_heads, 1).flatten()
-        self.sampling_offsets.weight.mul_(scale[:, None])
-        self.sampling_offsets.bias.mul_(scale)
-        self.offsets_scaled = True
+        total_points = sum(self.num_points_list)
+        scale = (self.num_points_scale * self.offset_scale).repeat(self.num_heads)  # [heads * points]
+        weight = self.sampling_offsets.weight.reshape(self.num_heads * total_points, 2, -1)
+        bias = self.sampling_offsets.bias.reshape(self.num_heads * total_points, 2)
+        self.sampling_offsets.weight.copy_((weight * scale[:, None, None]).transpose(0, 1).flatten(0, 1))
+        self.sampling_offsets.bias.copy_((bias * scale[:, None]).transpose(0, 1).flatten())
+        self.offsets_deployed = True
 
     @torch.no_grad()
     def fold_input_projections(self, projections):

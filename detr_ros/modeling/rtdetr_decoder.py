@@ -263,7 +263,7 @@ class RTDETRTransformer(nn.Module):
         )
         for layer in self.decoder.layers:
             layer.cross_attn.fold_input_projections(projections)
-            layer.cross_attn.scale_offsets()
+            layer.cross_attn.deploy_offsets()
         self.input_proj = nn.ModuleList(nn.Identity() for _ in projections)
 
     def forward(self, feats, targets=None):
