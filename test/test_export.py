@@ -79,6 +79,20 @@ def test_pytorch_and_onnxruntime_agree(exported, which, input_size, batch):
     np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2, rtol=0)
 
 
+def test_dynamic_size_export_runs_any_size(exported, tmp_path):
+    """--dynamic-size: the anchors and the position embedding follow the input, squares and rectangles."""
+    path = export(exported["checkpoint"], tmp_path / "dynamic.onnx", dynamic_size=True)["fp32"]
+    rng = np.random.default_rng(5)
+    for input_size in ((96, 96), (64, 128), (160, 96)):
+        images = rng.random((2, 3, *input_size), dtype=np.float32)
+        orig_sizes = np.array([[640, 480], [128, 64]], np.int64)
+        (labels, boxes, scores), (onnx_labels, onnx_boxes, onnx_scores) = run_both(
+            exported["pytorch"], path, images, orig_sizes)
+        np.testing.assert_array_equal(onnx_labels, labels)
+        np.testing.assert_allclose(onnx_scores, scores, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2, rtol=0)
+
+
 def test_detector_matches_pytorch_on_camera_images(exported):
     """Through the runtime: uint8 BGR frames of another size, boxes in source pixels."""
     detector = Detector(exported["rectangle"], cache_dir=exported["folder"] / "cache", score_threshold=0.0,

@@ -19,8 +19,7 @@ from torch import nn
 from detr_ros.modeling.layers import ConvNormLayer, compose_linear, fold_batch_norm, make_activation, pointwise_conv
 
 
-@lru_cache(maxsize=16)
-def _sincos_embedding_cpu(height, width, embed_dim, temperature):
+def _sincos_embedding(height, width, embed_dim, temperature):
     quarter = embed_dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     grid_y, grid_x = torch.meshgrid(
@@ -31,17 +30,24 @@ def _sincos_embedding_cpu(height, width, embed_dim, temperature):
     return torch.cat([out_y.sin(), out_y.cos(), out_x.sin(), out_x.cos()], dim=1)[None].float()
 
 
+_sincos_embedding_cached = lru_cache(maxsize=16)(_sincos_embedding)
+
+
 def sincos_position_embedding(height, width, embed_dim, temperature=10000.0, device=None, dtype=torch.float32):
     """2D sin-cos position embedding of a [height, width] map, in row-major (flatten(2)) order.
 
     Returns [1, height * width, embed_dim] laid out as [sin(y w), cos(y w), sin(x w), cos(x w)].
     The official code builds the grid with the axes named the other way round but identical
     values on square maps; on rectangles its layout scrambles rows, ours gives every position
-    its own row/column code (as transformers >= 5 does). Cached per size.
+    its own row/column code (as transformers >= 5 does). Cached per size; height and width given
+    as traced sizes (tensors, while tracing an export) stay in the graph, which then computes the
+    embedding of whatever size it is given.
     """
     if embed_dim % 4:
         raise ValueError(f"embed_dim must be divisible by 4 for the 2D sin-cos embedding, got {embed_dim}")
-    return _sincos_embedding_cpu(int(height), int(width), int(embed_dim), float(temperature)).to(device, dtype)
+    if isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor):
+        return _sincos_embedding(height, width, int(embed_dim), float(temperature)).to(device, dtype)
+    return _sincos_embedding_cached(int(height), int(width), int(embed_dim), float(temperature)).to(device, dtype)
 
 
 class RepVggBlock(nn.Module):
@@ -213,6 +219,7 @@ class HybridEncoder(nn.Module):
         )
         # Set by deploy: the top-down fusion's input convolutions, split into coarse and fine shares.
         self.fpn_coarse_convs = self.fpn_fine_convs = None
+        self.fixed_size = False  # set by RTDETR.deploy when the model will see one input size only
         self.downsample_convs = nn.ModuleList(
             ConvNormLayer(hidden_dim, hidden_dim, 3, 2, activation=activation) for _ in range(num_fusions)
         )
@@ -255,6 +262,8 @@ class HybridEncoder(nn.Module):
         proj = [project(feature) for project, feature in zip(self.input_proj, features)]
         for encoder, index in zip(self.encoder, self.use_encoder_idx):
             batch, channels, height, width = proj[index].shape
+            if self.fixed_size:
+                height, width = int(height), int(width)  # while tracing: the embedding becomes a constant
             flat = proj[index].flatten(2).permute(0, 2, 1)
             pos_embed = sincos_position_embedding(
                 height, width, channels, self.pe_temperature, flat.device, flat.dtype

@@ -37,6 +37,9 @@ class RTDETR(nn.Module):
         The deployed model's state dict differs from the trained one, so save checkpoints before this.
         """
         self.eval()
+        # One input size: sizes taken from tensors become constants in a trace (anchors, position
+        # embedding), where otherwise the graph computes them for each input.
+        self.encoder.fixed_size = self.decoder.fixed_size = input_size is not None
         self.backbone.deploy(input_size)
         self.encoder.deploy()
         self.decoder.deploy()

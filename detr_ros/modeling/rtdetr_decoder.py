@@ -145,6 +145,7 @@ class RTDETRTransformer(nn.Module):
         self.aux_loss = aux_loss
         self._anchor_cache = {}
         self.enc_level_proj = None  # set by deploy
+        self.fixed_size = False  # set by RTDETR.deploy when the model will see one input size only
 
         self.input_proj = nn.ModuleList(
             nn.Sequential(
@@ -199,7 +200,10 @@ class RTDETRTransformer(nn.Module):
             nn.init.xavier_uniform_(projection.conv.weight)
 
     def anchors(self, spatial_shapes, device, dtype):
-        """generate_anchors for these level sizes, computed once per size, device and dtype."""
+        """generate_anchors for these level sizes, computed once per size, device and dtype; sizes
+        given as traced values (tensors, while tracing an export) stay in the graph instead."""
+        if any(isinstance(side, torch.Tensor) for shape in spatial_shapes for side in shape):
+            return generate_anchors(spatial_shapes, device=device, dtype=dtype)
         key = (tuple(spatial_shapes), str(device), dtype)
         if key not in self._anchor_cache:
             if len(self._anchor_cache) >= 32:  # many input sizes: keep memory bounded
@@ -213,6 +217,8 @@ class RTDETRTransformer(nn.Module):
         Deployed, enc_output's projection is applied here already, once a level, all but its bias.
         """
         spatial_shapes = [tuple(m.shape[-2:]) for m in level_maps]
+        if self.fixed_size:  # while tracing: the anchors become constants
+            spatial_shapes = [(int(height), int(width)) for height, width in spatial_shapes]
         if self.enc_level_proj is not None:
             level_maps = [project(level_map) for project, level_map in zip(self.enc_level_proj, level_maps)]
         return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2), spatial_shapes
