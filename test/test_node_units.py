@@ -61,6 +61,23 @@ def test_empty_frame_gives_empty_array_with_header():
     assert array.detections == [] and array.header.stamp.sec == 12
 
 
+def test_detection_array_writer_reuses_detections_and_keeps_no_stale_ones():
+    writer = messages.DetectionArrayWriter()
+    three = np.array([[0, 0, 2, 2], [10, 10, 20, 30], [5, 5, 6, 6]], np.float32)
+    first = writer.fill(header(sec=1), three, np.array([0.9, 0.8, 0.7]), np.array([0, 1, 2]), NAMES)
+    reused = first.detections[0]
+    second = writer.fill(header(sec=2), three[1:2], np.array([0.5]), np.array([2]), NAMES, "name")
+    assert len(second.detections) == 1 and second.detections[0] is reused
+    only = second.detections[0]
+    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "0")
+    assert only.results[0].hypothesis.class_id == "ring" and only.header.stamp.sec == 2
+    third = writer.fill(header(sec=3), three, np.array([0.3, 0.2, 0.1]), np.array([1, 1, 1]), NAMES)
+    assert [d.results[0].hypothesis.score for d in third.detections] == pytest.approx([0.3, 0.2, 0.1])
+    assert [d.bbox.center.position.x for d in third.detections] == [1.0, 15.0, 5.5]
+    empty = writer.fill(header(sec=4), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES)
+    assert empty.detections == [] and empty.header.stamp.sec == 4
+
+
 def test_label_info_maps_indices_to_names():
     info = messages.label_info(header(), NAMES, 0.35)
     assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "bullseye"), (1, "checker_square"), (2, "ring")]

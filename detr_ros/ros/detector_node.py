@@ -74,6 +74,7 @@ class Camera:
     label_info: object
     debug_image: object
     subscription: object = None
+    detection_writer: messages.DetectionArrayWriter = dataclasses.field(default_factory=messages.DetectionArrayWriter)
 
 
 class DetectorNode(Node):
@@ -225,7 +226,7 @@ class DetectorNode(Node):
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = messages.copy_header(frame.header, settings.frame_id)
-        camera.detections.publish(messages.detection_array(
+        camera.detections.publish(camera.detection_writer.fill(
             header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format))
         published_ns = time.monotonic_ns()
         stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec

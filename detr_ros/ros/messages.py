@@ -13,7 +13,6 @@ from vision_msgs.msg import (
     Detection2D,
     Detection2DArray,
     LabelInfo,
-    ObjectHypothesis,
     ObjectHypothesisWithPose,
     VisionClass,
 )
@@ -35,25 +34,49 @@ def class_label(class_id, class_names, class_id_format):
     return str(class_id)
 
 
-def detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index"):
-    """Detection2DArray for one frame.
+class DetectionArrayWriter:
+    """Fills one Detection2DArray again and again, reusing its detections.
 
-    header: std_msgs/Header already carrying the published stamp and frame_id.
-    boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
-    Each detection gets the same header, a centre/size box, one hypothesis and ``id`` = its
-    rank in this frame ("0" is the highest score).
+    A publisher serialises a message when publish() is called, so a node can hand it the same
+    Python objects every frame; building each detection anew (a hypothesis brings a pose with a
+    36-value covariance) cost about 40 us a detection, a third of the node's overhead per frame.
     """
-    result = Detection2DArray(header=header)
-    for rank, ((x0, y0, x1, y1), score, class_id) in enumerate(zip(boxes.tolist(), scores.tolist(), class_ids.tolist())):
-        detection = Detection2D(header=header, id=str(rank))
-        detection.bbox.center.position.x = (x0 + x1) / 2.0
-        detection.bbox.center.position.y = (y0 + y1) / 2.0
-        detection.bbox.size_x = x1 - x0
-        detection.bbox.size_y = y1 - y0
-        hypothesis = ObjectHypothesis(class_id=class_label(class_id, class_names, class_id_format), score=score)
-        detection.results.append(ObjectHypothesisWithPose(hypothesis=hypothesis))
-        result.detections.append(detection)
-    return result
+
+    def __init__(self):
+        self._message = Detection2DArray()
+        self._detections = []
+
+    def fill(self, header, boxes, scores, class_ids, class_names, class_id_format="index"):
+        """The Detection2DArray for one frame, valid until the next call.
+
+        header: std_msgs/Header already carrying the published stamp and frame_id.
+        boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
+        Each detection gets the same header, a centre/size box, one hypothesis and ``id`` = its
+        rank in this frame ("0" is the highest score).
+        """
+        while len(self._detections) < len(boxes):
+            detection = Detection2D()
+            detection.results.append(ObjectHypothesisWithPose())
+            self._detections.append(detection)
+        rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
+        for rank, (detection, ((x0, y0, x1, y1), score, class_id)) in enumerate(zip(self._detections, rows)):
+            detection.header = header
+            detection.id = str(rank)
+            detection.bbox.center.position.x = (x0 + x1) / 2.0
+            detection.bbox.center.position.y = (y0 + y1) / 2.0
+            detection.bbox.size_x = x1 - x0
+            detection.bbox.size_y = y1 - y0
+            hypothesis = detection.results[0].hypothesis
+            hypothesis.class_id = class_label(class_id, class_names, class_id_format)
+            hypothesis.score = score
+        self._message.header = header
+        self._message.detections = self._detections[: len(boxes)]
+        return self._message
+
+
+def detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index"):
+    """A new Detection2DArray for one frame (see DetectionArrayWriter.fill)."""
+    return DetectionArrayWriter().fill(header, boxes, scores, class_ids, class_names, class_id_format)
 
 
 def label_info(header, class_names, threshold):
