@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detr_ros.modeling.layers import ConvNormLayer, compose_linear, fold_batch_norm, make_activation, pointwise_conv
+from detr_ros.modeling.layers import (ConvNormLayer, compose_linear, fold_batch_norm, make_activation, pointwise_conv,
+                                     spatial_size)
 
 
 def _sincos_embedding(height, width, embed_dim, temperature):
@@ -261,9 +262,8 @@ class HybridEncoder(nn.Module):
     def forward(self, features):
         proj = [project(feature) for project, feature in zip(self.input_proj, features)]
         for encoder, index in zip(self.encoder, self.use_encoder_idx):
-            batch, channels, height, width = proj[index].shape
-            if self.fixed_size:
-                height, width = int(height), int(width)  # while tracing: the embedding becomes a constant
+            batch, channels = proj[index].shape[:2]
+            height, width = spatial_size(proj[index], self.fixed_size)
             flat = proj[index].flatten(2).permute(0, 2, 1)
             pos_embed = sincos_position_embedding(
                 height, width, channels, self.pe_temperature, flat.device, flat.dtype

@@ -61,6 +61,13 @@ def freeze_batch_norm(module):
     return module
 
 
+def spatial_size(feature_map, constant):
+    """(H, W) of a [..., H, W] map: Python ints when ``constant`` (the model sees one input size, so
+    a trace may bake them in), else as the map gives them (traced values while tracing an export)."""
+    height, width = feature_map.shape[-2:]
+    return (int(height), int(width)) if constant else (height, width)
+
+
 def fold_batch_norm(conv, norm):
     """(weight, bias) of the one convolution that equals ``norm(conv(x))`` in eval mode.
 
@@ -80,7 +87,9 @@ def compose_linear(outer, inner):
     """
     outer_weight, outer_bias = outer[0].flatten(1), outer[1]
     inner_weight, inner_bias = inner[0].flatten(1), inner[1]
-    bias = outer_bias if inner_bias is None else outer_weight @ inner_bias + (0 if outer_bias is None else outer_bias)
+    bias = outer_bias
+    if inner_bias is not None:
+        bias = outer_weight @ inner_bias if bias is None else outer_weight @ inner_bias + bias
     return outer_weight @ inner_weight, bias
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from detr_ros.modeling.box_ops import inverse_sigmoid
 from detr_ros.modeling.deformable_attention import MSDeformableAttention
 from detr_ros.modeling.denoising import make_denoising_queries
-from detr_ros.modeling.layers import MLP, compose_linear, fold_batch_norm, make_activation, pointwise_conv
+from detr_ros.modeling.layers import MLP, compose_linear, fold_batch_norm, make_activation, pointwise_conv, spatial_size
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -216,9 +216,7 @@ class RTDETRTransformer(nn.Module):
 
         Deployed, enc_output's projection is applied here already, once a level, all but its bias.
         """
-        spatial_shapes = [tuple(m.shape[-2:]) for m in level_maps]
-        if self.fixed_size:  # while tracing: the anchors become constants
-            spatial_shapes = [(int(height), int(width)) for height, width in spatial_shapes]
+        spatial_shapes = [spatial_size(m, self.fixed_size) for m in level_maps]
         if self.enc_level_proj is not None:
             level_maps = [project(level_map) for project, level_map in zip(self.enc_level_proj, level_maps)]
         return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2), spatial_shapes
@@ -268,8 +266,7 @@ class RTDETRTransformer(nn.Module):
             pointwise_conv(*compose_linear((enc_weight, None), p)) for p in projections
         )
         for layer in self.decoder.layers:
-            layer.cross_attn.fold_input_projections(projections)
-            layer.cross_attn.deploy_offsets()
+            layer.cross_attn.deploy(projections)
         self.input_proj = nn.ModuleList(nn.Identity() for _ in projections)
 
     def forward(self, feats, targets=None):
