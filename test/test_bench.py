@@ -74,12 +74,30 @@ def test_bench_known_graphs_on_each_side(models, tmp_path, capsys):
     assert "pre + post-processing / inference" in table
 
 
+def test_bench_profiles_kernel_time_by_operator(models, tmp_path, capsys):
+    report, table = bench(tmp_path, capsys, models["official"], "--compare", models["foreign"], "--profile", "3")
+    # The foreign graph is one convolution and a few reshapes: its one Conv node is found and timed.
+    foreign = report["compare"]
+    assert foreign["operators"]["Conv"]["nodes"] == 1
+    assert 0 < foreign["operators"]["Conv"]["ms"] <= foreign["kernel_ms"]
+    known = report["model"]
+    assert known["operators"] and "Conv" not in known["operators"]
+    assert all(figures["ms"] >= 0 and figures["nodes"] >= 1 for figures in known["operators"].values())
+    assert list(known["operators"]) == sorted(known["operators"], key=lambda op: -known["operators"][op]["ms"])
+    assert report["settings"]["profile"] == 3
+    assert "kernel time by operator type, median of 3 profiled runs" in table and "all operators" in table
+    unprofiled, _ = bench(tmp_path, capsys, models["official"])
+    assert "operators" not in unprofiled["model"]
+
+
 def test_bench_refuses_bad_input(models, tmp_path, capsys):
     missing = tmp_path / "missing.onnx"
     assert main(["bench", str(missing)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", str(models["official"]), "--frame-size", "big"]) == 2
     assert "expected HEIGHTxWIDTH" in capsys.readouterr().err
+    assert main(["bench", str(models["official"]), "--profile", "-1"]) == 2
+    assert "--profile not negative" in capsys.readouterr().err
 
 
 def test_bench_module_does_not_import_torch():

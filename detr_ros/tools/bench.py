@@ -5,10 +5,15 @@ camera frames and is timed per stage: pre-processing, inference, post-processing
 (a plain export of another implementation, say) is fed random inputs of its declared shapes at
 the same image size and timed for inference alone. With --compare the two models alternate within
 the run, so that drift (thermal, other processes) hits both, and ``ratio`` is MODEL's median
-inference latency over OTHER's. No torch here: this runs on the robot too.
+inference latency over OTHER's. With --profile N, N more alternating runs in sessions with
+onnxruntime's profiler on give each model's kernel time by operator type (kept out of the latency
+figures: profiling slows a run down). No torch here: this runs on the robot too.
 """
 
+import bisect
+import collections
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +36,7 @@ COVERS = {
     "total": "one detect_batch call, end to end",
 }
 FOREIGN_COVERS = "session.run only, on random inputs of the declared shapes (no pre/post-processing)"
+PROFILE_TABLE_ROWS = 12
 
 
 def add_arguments(parser):
@@ -43,6 +49,8 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per model first")
     parser.add_argument("--frame-size", default="720x1280", help="source frames HxW fed to known models")
     parser.add_argument("--input-size", help="HxW for graphs with a dynamic image size and no metadata")
+    parser.add_argument("--profile", type=int, default=0, metavar="RUNS",
+                        help="also profile RUNS runs a model: kernel time by operator type (default: off)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
 
 
@@ -118,6 +126,47 @@ def open_target(path, args, frames, input_size):
     return RuntimeTarget(path, args, frames)
 
 
+def operator_times(events, skip_runs):
+    """onnxruntime profile events -> ({op_type: {"ms", "nodes"}}, kernel ms a run), medians over the
+    runs after the first skip_runs (warm-up)."""
+    runs = sorted((event["ts"], event["ts"] + event["dur"]) for event in events
+                  if event.get("name") == "model_run")[skip_runs:]
+    starts = [start for start, _ in runs]
+    per_run = [collections.Counter() for _ in runs]
+    nodes = collections.defaultdict(set)
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        index = bisect.bisect_right(starts, event["ts"]) - 1
+        if index < 0 or event["ts"] > runs[index][1]:
+            continue
+        op_type = event["args"]["op_name"]
+        per_run[index][op_type] += event["dur"]
+        nodes[op_type].add(event["name"])
+    operators = {op_type: {"ms": round(float(np.median([run[op_type] for run in per_run])) / 1e3, 4),
+                           "nodes": len(names)} for op_type, names in nodes.items()}
+    kernel_ms = round(float(np.median([sum(run.values()) for run in per_run])) / 1e3, 4)
+    return dict(sorted(operators.items(), key=lambda item: -item[1]["ms"])), kernel_ms
+
+
+def profile_operators(paths, args, input_size):
+    """Kernel time by operator type of each model, over args.profile alternating runs on random inputs
+    of the declared shapes (kernel times do not depend on the pixels)."""
+    providers, _ = resolve_providers(args.providers, ort.get_available_providers())
+    warmup = 1
+    with tempfile.TemporaryDirectory() as folder:
+        targets = []
+        for index, path in enumerate(paths):
+            options = session_options(args.threads)
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(folder) / f"model{index}")
+            session = ort.InferenceSession(str(path), options, providers=providers)
+            targets.append(GraphTarget(session, args.batch, input_size))
+        run_alternating(targets, args.profile, warmup)
+        return [operator_times(json.loads(Path(target.session.end_profiling()).read_text()), warmup)
+                for target in targets]
+
+
 def summarise(samples, batch):
     """samples: {stage: [seconds]} -> {stage: {p50_ms, p90_ms, p99_ms, fps, covers}}."""
     result = {}
@@ -167,24 +216,44 @@ def format_table(report):
     if "ratio" in report:
         lines.append(f"ratio = MODEL / OTHER median inference latency: {report['ratio']:.3f} "
                      f"(median of per-iteration ratios: {report['paired_ratio']:.3f})")
+    if "operators" in report["model"]:
+        lines.extend(format_profile(report))
     return "\n".join(lines)
+
+
+def format_profile(report):
+    roles = [role for role in ("model", "compare") if role in report]
+    lines = [f"kernel time by operator type, median of {report['settings']['profile']} profiled runs "
+             f"(onnxruntime profiler; operators' own time, not the executor's between them)",
+             f"{'operator':<24}" + "".join(f" {Path(report[role]['path']).name[:20]:>20} {'nodes':>5}" for role in roles)]
+    operators = list(report["model"]["operators"])
+    for role in roles[1:]:
+        operators += [op for op in report[role]["operators"] if op not in operators]
+    operators.sort(key=lambda op: -max(report[role]["operators"].get(op, {"ms": 0})["ms"] for role in roles))
+    for op in operators[:PROFILE_TABLE_ROWS]:
+        cells = [report[role]["operators"].get(op, {"ms": 0.0, "nodes": 0}) for role in roles]
+        lines.append(f"{op:<24}" + "".join(f" {cell['ms']:>17.2f} ms {cell['nodes']:>5}" for cell in cells))
+    lines.append(f"{'all operators':<24}" + "".join(f" {report[role]['kernel_ms']:>17.2f} ms {'':>5}"
+                                                   for role in roles))
+    return lines
 
 
 def benchmark(args):
     """Run the benchmark described by parsed arguments; returns the report dict."""
-    if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
-        raise ConfigError("--batch and --iterations must be positive and --warmup not negative")
+    if args.batch < 1 or args.iterations < 1 or args.warmup < 0 or args.profile < 0:
+        raise ConfigError("--batch and --iterations must be positive, --warmup and --profile not negative")
     frame_height, frame_width = parse_size(args.frame_size)
     args.input_size = parse_size(args.input_size) if args.input_size else None
     generator = SceneGenerator(frame_width, frame_height, seed=0)
     frames = [generator.image(index)[0] for index in range(args.batch)]
     model = open_target(args.model, args, frames, args.input_size or (640, 640))
+    image_size = model.input_size or args.input_size or (640, 640)
     targets = [model]
     if args.compare is not None:
-        targets.append(open_target(args.compare, args, frames, model.input_size or args.input_size or (640, 640)))
+        targets.append(open_target(args.compare, args, frames, image_size))
     samples = run_alternating(targets, args.iterations, args.warmup)
     report = {"settings": {"batch": args.batch, "threads": args.threads, "providers": args.providers,
-                           "iterations": args.iterations, "warmup": args.warmup,
+                           "iterations": args.iterations, "warmup": args.warmup, "profile": args.profile,
                            "frame_size": [frame_height, frame_width]}}
     for role, target, target_samples in zip(("model", "compare"), targets, samples):
         stages = summarise(target_samples, args.batch)
@@ -202,6 +271,12 @@ def benchmark(args):
         # (other processes, clocks) better than the ratio of the two medians on a shared machine.
         pairs = np.asarray(samples[0]["inference"]) / np.asarray(samples[1]["inference"])
         report["paired_ratio"] = round(float(np.median(pairs)), 4)
+    if args.profile:
+        paths = [args.model] + ([args.compare] if args.compare is not None else [])
+        for role, (operators, kernel_ms) in zip(("model", "compare"),
+                                                profile_operators(paths, args, image_size)):
+            report[role]["operators"] = operators
+            report[role]["kernel_ms"] = kernel_ms
     return report
 
 
