@@ -59,6 +59,11 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
     # the decoder's value projections run on every map position, so they are int8 inside the float decoder
     values = [n for n in model.graph.node if "cross_attn/level_value_proj" in n.name and n.op_type == "Conv"]
     assert values and not any(set(n.input) & float_weights for n in values)
+    # sizes are read off the int8 tensors: no map is dequantized only to learn its shape
+    producers = {output: node.op_type for node in model.graph.node for output in node.output}
+    shapes = [node for node in model.graph.node if node.op_type == "Shape"]
+    assert shapes and all(producers.get(node.input[0]) != "DequantizeLinear" for node in shapes)
+    assert any(producers.get(node.input[0]) == "QuantizeLinear" for node in shapes)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["detr_ros.quantization"] == "int8_qdq"
     assert json.loads(props["detr_ros.class_names"]) == CLASS_NAMES

@@ -191,8 +191,8 @@ def test_bilinear_and_discrete_sampling_pick_cells_of_rectangular_maps():
     points = torch.tensor([[3.5 / width, 1.5 / height], [1.5 / width, 0.5 / height], [1.2, 0.25]])
     locations = points.reshape(1, 3, 1, 1, 2).expand(1, 3, 1, 1, 2).contiguous()
     weights = torch.ones(1, 3, 1, 1)
-    bilinear = sample_multi_scale([value], locations, weights, [1], "default")
-    discrete = sample_multi_scale([value], locations, weights, [1], "discrete")
+    bilinear = sample_multi_scale([value], [(height, width)], locations, weights, [1], "default")
+    discrete = sample_multi_scale([value], [(height, width)], locations, weights, [1], "discrete")
     assert torch.allclose(bilinear[0, :2, 0], torch.tensor([7.0, 1.0]))
     # Discrete takes cell (round(y * H), round(x * W)), clamped: x to the last column (3), not to
     # the last row index (1) as the official code does, which would give 5 for the first point.

@@ -86,6 +86,22 @@ def float_nodes(model_proto):
                 and not any(part in node.name for part in INT8_INSIDE_FLOAT_SCOPES))]
 
 
+def shapes_before_dequantizing(model_proto):
+    """Point every Shape node that reads a DequantizeLinear's output at its input (same shape) and
+    drop the dequantizations nothing else reads (in place): onnxruntime would otherwise dequantize a
+    whole feature map only to learn its size."""
+    graph = model_proto.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
+    read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    unread = [node for node in graph.node if node.op_type == "DequantizeLinear" and node.output[0] not in read]
+    for node in unread:
+        graph.node.remove(node)
+
+
 def calibration_images(folder, limit):
     """Up to ``limit`` image files from a COCO-layout folder (FOLDER/images/) or a plain one, sorted."""
     folder = Path(folder)
@@ -159,3 +175,6 @@ def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=
         extra_options={"CalibPercentile": CALIBRATION_PERCENTILE, "ActivationSymmetric": symmetric,
                        "WeightSymmetric": True, "CalibStridedMinMax": CALIBRATION_IMAGES_IN_MEMORY},
     )
+    quantized = onnx.load(str(int8_path))
+    shapes_before_dequantizing(quantized)
+    onnx.save(quantized, str(int8_path))

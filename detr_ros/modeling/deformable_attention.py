@@ -16,16 +16,17 @@ from detr_ros.modeling.config import SAMPLING_METHODS
 from detr_ros.modeling.layers import compose_linear, pointwise_conv
 
 
-def sample_multi_scale(value_maps, sampling_locations, attention_weights, num_points_list, method):
+def sample_multi_scale(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
     """Weighted sum of the value maps at the sampling locations.
 
     value_maps: list of [B, n_heads * head_dim, H_l, W_l], one a level, heads major in the channels
+    spatial_shapes: list of (H_l, W_l), ints where the input size is fixed: the value maps' own
+        sizes are then never read (in an INT8 graph, reading them costs a dequantization of the map)
     sampling_locations: [B, Q, n_heads, sum(num_points_list), 2] as (x, y) in [0, 1]
     attention_weights: [B, Q, n_heads, sum(num_points_list)]
     Returns [B, Q, n_heads * head_dim].
     """
     batch, num_queries, n_heads = sampling_locations.shape[:3]
-    head_dim = value_maps[0].shape[1] // n_heads
     # [B * n_heads, Q, points, 2]
     locations = sampling_locations.permute(0, 2, 1, 3, 4).flatten(0, 1)
     if method == "default":
@@ -33,9 +34,8 @@ def sample_multi_scale(value_maps, sampling_locations, attention_weights, num_po
     per_level = locations.split(num_points_list, dim=-2)
 
     sampled = []
-    for level, value_map in enumerate(value_maps):
-        height, width = value_map.shape[-2:]
-        value_map = value_map.reshape(batch * n_heads, head_dim, height, width)
+    for level, (value_map, (height, width)) in enumerate(zip(value_maps, spatial_shapes)):
+        value_map = value_map.reshape(batch * n_heads, -1, height, width)  # [B * n_heads, head_dim, H, W]
         if method == "default":
             sampled.append(
                 F.grid_sample(value_map, per_level[level], mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -48,12 +48,12 @@ def sample_multi_scale(value_maps, sampling_locations, attention_weights, num_po
         x = cell[..., 0].clamp(0, width - 1)
         y = cell[..., 1].clamp(0, height - 1)
         flat_index = (y * width + x).flatten(1)  # [B * n_heads, Q * points]
-        gathered = value_map.flatten(2).gather(2, flat_index[:, None, :].expand(-1, head_dim, -1))
-        sampled.append(gathered.reshape(batch * n_heads, head_dim, num_queries, num_points_list[level]))
+        gathered = value_map.flatten(2).gather(2, flat_index[:, None, :].expand(-1, value_map.shape[1], -1))
+        sampled.append(gathered.reshape(batch * n_heads, -1, num_queries, num_points_list[level]))
 
     weights = attention_weights.permute(0, 2, 1, 3).reshape(batch * n_heads, 1, num_queries, -1)
     output = (torch.cat(sampled, dim=-1) * weights).sum(-1)
-    return output.reshape(batch, n_heads * head_dim, num_queries).permute(0, 2, 1)
+    return output.reshape(batch, -1, num_queries).permute(0, 2, 1)
 
 
 class PointwiseLinear(nn.Linear):
@@ -79,7 +79,7 @@ class MSDeformableAttention(nn.Module):
         that level's number of points (0.5 in the official models).
 
     query: [B, Q, D], reference_points: [B, Q, 1, 4] (cx, cy, w, h in [0, 1]),
-    value_maps: list of [B, D, H_l, W_l], one a level -> [B, Q, D]
+    value_maps: list of [B, D, H_l, W_l], one a level, spatial_shapes: their (H_l, W_l) -> [B, Q, D]
     """
 
     def __init__(self, embed_dim=256, num_heads=8, num_points=(4, 4, 4), method="default", offset_scale=0.5):
@@ -125,7 +125,7 @@ class MSDeformableAttention(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.constant_(self.output_proj.bias, 0)
 
-    def forward(self, query, reference_points, value_maps):
+    def forward(self, query, reference_points, value_maps, spatial_shapes):
         batch, num_queries = query.shape[:2]
         total_points = sum(self.num_points_list)
         # Offsets as [B, Q, 2, n_heads, points]: with x and y first, the broadcasts below run over
@@ -144,7 +144,7 @@ class MSDeformableAttention(nn.Module):
         centre = reference_points[:, :, 0, :2, None, None]
         size = reference_points[:, :, 0, 2:, None, None]
         locations = (centre + offsets * size).permute(0, 1, 3, 4, 2)
-        output = sample_multi_scale(values, locations, weights, self.num_points_list, self.method)
+        output = sample_multi_scale(values, spatial_shapes, locations, weights, self.num_points_list, self.method)
         return self.output_proj(output)
 
     @torch.no_grad()

@@ -45,11 +45,11 @@ class TransformerDecoderLayer(nn.Module):
         nn.init.xavier_uniform_(self.linear1.weight)
         nn.init.xavier_uniform_(self.linear2.weight)
 
-    def forward(self, target, reference_points, value_maps, attn_mask, query_pos_embed):
+    def forward(self, target, reference_points, value_maps, spatial_shapes, attn_mask, query_pos_embed):
         query = target + query_pos_embed
         attended, _ = self.self_attn(query, query, value=target, attn_mask=attn_mask, need_weights=False)
         target = self.norm1(target + self.dropout1(attended))
-        attended = self.cross_attn(target + query_pos_embed, reference_points, value_maps)
+        attended = self.cross_attn(target + query_pos_embed, reference_points, value_maps, spatial_shapes)
         target = self.norm2(target + self.dropout2(attended))
         hidden = self.linear2(self.dropout3(self.activation(self.linear1(target))))
         return self.norm3(target + self.dropout4(hidden))
@@ -63,7 +63,8 @@ class TransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(make_layer() for _ in range(num_layers))
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
 
-    def forward(self, target, ref_points_unact, value_maps, bbox_head, score_head, query_pos_head, attn_mask):
+    def forward(self, target, ref_points_unact, value_maps, spatial_shapes, bbox_head, score_head, query_pos_head,
+                attn_mask):
         """Returns (boxes [n_out, B, Q, 4] cxcywh in [0, 1], logits [n_out, B, Q, C]) where n_out is the
         number of layers in training and 1 (the ``eval_idx`` layer) at inference."""
         boxes, logits = [], []
@@ -72,7 +73,8 @@ class TransformerDecoder(nn.Module):
         output = target
         for i, layer in enumerate(self.layers):
             query_pos_embed = query_pos_head(ref_points_detached)
-            output = layer(output, ref_points_detached.unsqueeze(2), value_maps, attn_mask, query_pos_embed)
+            output = layer(output, ref_points_detached.unsqueeze(2), value_maps, spatial_shapes, attn_mask,
+                           query_pos_embed)
             refined = (bbox_head[i](output) + inverse_sigmoid(ref_points_detached)).sigmoid()
             if self.training:
                 logits.append(score_head[i](output))
@@ -212,19 +214,18 @@ class RTDETRTransformer(nn.Module):
         return self._anchor_cache[key]
 
     def _encoder_memory(self, level_maps):
-        """enc_output's input, the maps flattened into one sequence: ([B, S, D], [(H_l, W_l), ...]).
+        """enc_output's input, the maps flattened into one sequence: [B, S, D].
 
         Deployed, enc_output's projection is applied here already, once a level, all but its bias.
         """
-        spatial_shapes = [spatial_size(m, self.fixed_size) for m in level_maps]
         if self.enc_level_proj is not None:
             level_maps = [project(level_map) for project, level_map in zip(self.enc_level_proj, level_maps)]
-        return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2), spatial_shapes
+        return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2)
 
-    def _select_queries(self, level_maps):
-        """level_maps: list of [B, D, H_l, W_l] -> (content [B, Q, D], reference boxes before sigmoid
-        [B, Q, 4], logits [B, Q, C])."""
-        memory, spatial_shapes = self._encoder_memory(level_maps)
+    def _select_queries(self, level_maps, spatial_shapes):
+        """level_maps: list of [B, D, H_l, W_l], spatial_shapes: their (H_l, W_l) -> (content [B, Q, D],
+        reference boxes before sigmoid [B, Q, 4], logits [B, Q, C])."""
+        memory = self._encoder_memory(level_maps)
         if memory.shape[1] < self.num_queries:
             raise ValueError(
                 f"input too small: its feature maps {spatial_shapes} have {memory.shape[1]} positions, "
@@ -282,7 +283,8 @@ class RTDETRTransformer(nn.Module):
                 self.label_noise_ratio,
                 self.box_noise_scale,
             )
-        content, ref_unact, enc_topk_logits = self._select_queries(level_maps)
+        spatial_shapes = [spatial_size(m, self.fixed_size) for m in level_maps]
+        content, ref_unact, enc_topk_logits = self._select_queries(level_maps, spatial_shapes)
         enc_topk_boxes = ref_unact.sigmoid()
         ref_unact = ref_unact.detach()
         attn_mask, dn_meta = None, None
@@ -295,6 +297,7 @@ class RTDETRTransformer(nn.Module):
             content,
             ref_unact,
             level_maps,
+            spatial_shapes,
             self.dec_bbox_head,
             self.dec_score_head,
             self.query_pos_head,

@@ -76,11 +76,11 @@ def _captured_sampling(store):
 
     original = deformable_attention.sample_multi_scale
 
-    def recording(value_maps, sampling_locations, attention_weights, num_points_list, method):
-        store.append({"spatial_shapes": [tuple(m.shape[-2:]) for m in value_maps],
+    def recording(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
+        store.append({"spatial_shapes": [tuple(map(int, shape)) for shape in spatial_shapes],
                       "locations": sampling_locations.detach(), "weights": attention_weights.detach(),
                       "num_points": list(num_points_list)})
-        return original(value_maps, sampling_locations, attention_weights, num_points_list, method)
+        return original(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method)
 
     deformable_attention.sample_multi_scale = recording
     try:
