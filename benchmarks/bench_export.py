@@ -153,9 +153,11 @@ def main():
     summary = {
         "ours_over_hf_inference": ours_vs_hf["ratio"],
         "ours_over_hf_inference_paired": ours_vs_hf["paired_ratio"],
+        "ours_over_hf_inference_fastest_runs": ours_vs_hf["ratio_of_minimums"],
         "pre_post_share_of_inference": ours_vs_hf["model"]["pre_post_share_of_inference"],
         "int8_speedup_over_fp32": round(1 / int8_vs_fp32["ratio"], 3),
         "int8_speedup_over_fp32_paired": round(1 / int8_vs_fp32["paired_ratio"], 3),
+        "int8_speedup_over_fp32_fastest_runs": round(1 / int8_vs_fp32["ratio_of_minimums"], 3),
         "int8_profile": int8_bound(int8_vs_fp32),
         "targets": {"ours_over_hf_inference": "<= 0.85", "pre_post_share_of_inference": "< 0.03",
                     "int8_speedup_over_fp32": ">= 1.8", "int8_AP_delta_points": "within 1"},

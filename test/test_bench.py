@@ -53,11 +53,13 @@ def test_bench_compares_a_known_and_a_foreign_graph(models, tmp_path, capsys):
     assert set(model["stages"]) == {"preprocess", "inference", "postprocess", "total"}
     assert set(other["stages"]) == {"inference"}
     for figures in model["stages"].values():
-        assert 0 < figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"]
+        assert 0 < figures["min_ms"] <= figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"]
         assert figures["fps"] > 0
     assert report["ratio"] == pytest.approx(
         model["stages"]["inference"]["p50_ms"] / other["stages"]["inference"]["p50_ms"], rel=1e-3)
     assert report["paired_ratio"] > 0
+    assert report["ratio_of_minimums"] == pytest.approx(
+        model["stages"]["inference"]["min_ms"] / other["stages"]["inference"]["min_ms"], rel=1e-3)
     share = (model["stages"]["preprocess"]["p50_ms"] + model["stages"]["postprocess"]["p50_ms"]) / model[
         "stages"]["inference"]["p50_ms"]
     assert model["pre_post_share_of_inference"] == pytest.approx(share, rel=1e-3)
