@@ -20,8 +20,8 @@ def sample_multi_scale(value_maps, spatial_shapes, sampling_locations, attention
     """Weighted sum of the value maps at the sampling locations.
 
     value_maps: list of [B, n_heads * head_dim, H_l, W_l], one a level, heads major in the channels
-    spatial_shapes: list of (H_l, W_l), ints where the input size is fixed: the value maps' own
-        sizes are then never read (in an INT8 graph, reading them costs a dequantization of the map)
+    spatial_shapes: list of (H_l, W_l); ints where the input size is fixed, so that a fixed-size
+        export never computes the maps' sizes
     sampling_locations: [B, Q, n_heads, sum(num_points_list), 2] as (x, y) in [0, 1]
     attention_weights: [B, Q, n_heads, sum(num_points_list)]
     Returns [B, Q, n_heads * head_dim].

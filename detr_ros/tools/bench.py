@@ -174,8 +174,8 @@ def summarise(samples, batch):
         milliseconds = np.asarray(seconds) * 1e3
         p50, p90, p99 = np.percentile(milliseconds, [50, 90, 99])
         result[stage] = {"min_ms": round(float(milliseconds.min()), 4), "p50_ms": round(float(p50), 4),
-                         "p90_ms": round(float(p90), 4),
-                         "p99_ms": round(float(p99), 4), "fps": round(float(batch * 1e3 / milliseconds.mean()), 2)}
+                         "p90_ms": round(float(p90), 4), "p99_ms": round(float(p99), 4),
+                         "fps": round(float(batch * 1e3 / milliseconds.mean()), 2)}
     return result
 
 

@@ -77,9 +77,8 @@ def _captured_sampling(store):
     original = deformable_attention.sample_multi_scale
 
     def recording(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
-        store.append({"spatial_shapes": [tuple(map(int, shape)) for shape in spatial_shapes],
-                      "locations": sampling_locations.detach(), "weights": attention_weights.detach(),
-                      "num_points": list(num_points_list)})
+        store.append({"spatial_shapes": list(spatial_shapes), "locations": sampling_locations.detach(),
+                      "weights": attention_weights.detach(), "num_points": list(num_points_list)})
         return original(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method)
 
     deformable_attention.sample_multi_scale = recording
