@@ -31,6 +31,7 @@ R18_BACKBONE = dict(hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer
                     out_indices=[2, 3, 4])
 R18_SETTINGS = dict(encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3, num_labels=80)
 CONVOLUTIONS = ("Conv", "FusedConv", "NhwcFusedConv", "QLinearConv", "ConvInteger")
+INT8_SPEEDUP_TARGET = 1.8
 
 
 def detr_ros(*arguments):
@@ -95,16 +96,25 @@ def bench(work, name, model, other, args, *extra):
 def int8_bound(int8_vs_fp32):
     """From the profiles of one alternating run: on a CPU, int8 speeds up the convolutions and little
     else (sampling, normalisation, the float decoder; quantize/dequantize steps add some). The bound
-    is the FP32 graph with its convolutions at INT8's speed and everything else as it is."""
+    is the FP32 graph with its convolutions at INT8's speed and everything else as it is.
+
+    With convolutions r times faster, a graph whose other work takes a share x of its FP32 time
+    speeds up 1 / (x + (1 - x) / r): reaching the target needs x at most
+    (1 / target - 1 / r) / (1 - 1 / r), which is what the run's convolution speed-up allows."""
     int8, fp32 = int8_vs_fp32["model"], int8_vs_fp32["compare"]
     conv_int8, conv_fp32 = (sum(figures["ms"] for op, figures in entry["operators"].items() if op in CONVOLUTIONS)
                             for entry in (int8, fp32))
     other_fp32 = fp32["kernel_ms"] - conv_fp32
+    conv_speedup = conv_fp32 / conv_int8
+    allowed_other_share = (0.0 if conv_speedup <= INT8_SPEEDUP_TARGET
+                           else (1 / INT8_SPEEDUP_TARGET - 1 / conv_speedup) / (1 - 1 / conv_speedup))
     return {"fp32_kernel_ms": fp32["kernel_ms"], "int8_kernel_ms": int8["kernel_ms"],
             "fp32_convolution_share": round(conv_fp32 / fp32["kernel_ms"], 3),
-            "int8_convolution_speedup": round(conv_fp32 / conv_int8, 3),
+            "int8_convolution_speedup": round(conv_speedup, 3),
             "fp32_other_ms": round(other_fp32, 1), "int8_other_ms": round(int8["kernel_ms"] - conv_int8, 1),
-            "int8_speedup_bound": round(fp32["kernel_ms"] / (conv_int8 + other_fp32), 3)}
+            "int8_speedup_bound": round(fp32["kernel_ms"] / (conv_int8 + other_fp32), 3),
+            "fp32_other_share": round(other_fp32 / fp32["kernel_ms"], 3),
+            "fp32_other_share_allowed_for_target": round(allowed_other_share, 3)}
 
 
 def evaluate_int8_ap(work, checkpoint, args):
@@ -160,7 +170,7 @@ def main():
         "int8_speedup_over_fp32_fastest_runs": round(1 / int8_vs_fp32["ratio_of_minimums"], 3),
         "int8_profile": int8_bound(int8_vs_fp32),
         "targets": {"ours_over_hf_inference": "<= 0.85", "pre_post_share_of_inference": "< 0.03",
-                    "int8_speedup_over_fp32": ">= 1.8", "int8_AP_delta_points": "within 1"},
+                    "int8_speedup_over_fp32": f">= {INT8_SPEEDUP_TARGET}", "int8_AP_delta_points": "within 1"},
     }
     if args.checkpoint.is_file():
         summary["trained_int8"] = evaluate_int8_ap(work, args.checkpoint, args)
