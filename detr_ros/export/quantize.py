@@ -118,7 +118,7 @@ class ImageCalibrationReader(CalibrationDataReader):
     """Feeds one pre-processed image at a time (batch of 1) to the graph's inputs: input_names[0]
     takes the image, input_names[1], where the graph has it, the (W, H) size."""
 
-    def __init__(self, files, metadata, input_names=("images", "orig_target_sizes")):
+    def __init__(self, files, metadata, input_names):
         self.input_names = list(input_names)
         self.all_files = list(files)
         self.files = self.all_files
