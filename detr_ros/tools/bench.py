@@ -229,10 +229,8 @@ def format_profile(report):
     lines = [f"kernel time by operator type, median of {report['settings']['profile']} profiled runs "
              f"(onnxruntime profiler; operators' own time, not the executor's between them)",
              f"{'operator':<24}" + "".join(f" {Path(report[role]['path']).name[:20]:>20} {'nodes':>5}" for role in roles)]
-    operators = list(report["model"]["operators"])
-    for role in roles[1:]:
-        operators += [op for op in report[role]["operators"] if op not in operators]
-    operators.sort(key=lambda op: -max(report[role]["operators"].get(op, {"ms": 0})["ms"] for role in roles))
+    operators = sorted({op for role in roles for op in report[role]["operators"]},
+                       key=lambda op: (-max(report[role]["operators"].get(op, {"ms": 0})["ms"] for role in roles), op))
     for op in operators[:PROFILE_TABLE_ROWS]:
         cells = [report[role]["operators"].get(op, {"ms": 0.0, "nodes": 0}) for role in roles]
         lines.append(f"{op:<24}" + "".join(f" {cell['ms']:>17.2f} ms {cell['nodes']:>5}" for cell in cells))
@@ -249,8 +247,9 @@ def benchmark(args):
     args.input_size = parse_size(args.input_size) if args.input_size else None
     generator = SceneGenerator(frame_width, frame_height, seed=0)
     frames = [generator.image(index)[0] for index in range(args.batch)]
-    model = open_target(args.model, args, frames, args.input_size or (640, 640))
-    image_size = model.input_size or args.input_size or (640, 640)
+    fallback_size = args.input_size or (640, 640)
+    model = open_target(args.model, args, frames, fallback_size)
+    image_size = model.input_size or fallback_size
     targets = [model]
     if args.compare is not None:
         targets.append(open_target(args.compare, args, frames, image_size))
