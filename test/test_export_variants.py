@@ -13,7 +13,7 @@ from detr_ros.cli import main
 from detr_ros.errors import DatasetError
 from detr_ros.export.onnx_export import deployed_detector, export
 from detr_ros.export.quantize import (calibration_images, computed_from_non_finite, float_nodes, quantize_int8,
-                                     replace_non_finite)
+                                     replace_non_finite, upsampling_as_copies)
 from detr_ros.runtime import Detector
 from detr_ros.runtime.metadata import ModelMetadata
 from detr_ros.runtime.model_file import file_digest
@@ -67,6 +67,10 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
     shapes = [node for node in model.graph.node if node.op_type == "Shape"]
     assert shapes and all(producers.get(node.input[0]) != "DequantizeLinear" for node in shapes)
     assert any(producers.get(node.input[0]) == "QuantizeLinear" for node in shapes)
+    # nearest upsampling runs as a channels-last copy, the shortcuts' pools as convolutions: what int8 runs fast
+    fp32_ops = [node.op_type for node in onnx.load(str(fp32)).graph.node]
+    assert fp32_ops.count("Resize") == 2 and "Resize" not in ops
+    assert "AveragePool" not in fp32_ops and "AveragePool" not in ops
     props = {p.key: p.value for p in model.metadata_props}
     assert props["detr_ros.quantization"] == "int8_qdq"
     assert json.loads(props["detr_ros.class_names"]) == CLASS_NAMES
@@ -129,6 +133,33 @@ def test_int8_keeps_what_is_computed_from_inf_in_float():
     assert onnx.numpy_helper.to_array(model.graph.initializer[0]).tolist() == [[0.5, 1e6]]
     assert onnx.numpy_helper.to_array(model.graph.node[3].attribute[0].t).tolist() == [-1e6]
     assert computed_from_non_finite(model) == set()
+
+
+def test_upsampling_as_copies_gives_the_same_maps():
+    """Nearest upsampling by 2 and by 3 becomes a copy with the same values, at any batch and map size;
+    a bilinear one stays a Resize."""
+    helper = onnx.helper
+    scales = {name: onnx.numpy_helper.from_array(np.array([1, 1, k, k], np.float32), name)
+              for name, k in (("by2", 2), ("by3", 3))}
+    nearest = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    nodes = [helper.make_node("Resize", ["x", "", "by2"], ["twice"], name="up2", **nearest),
+             helper.make_node("Resize", ["twice", "", "by3"], ["six_times"], name="up3", **nearest),
+             helper.make_node("Resize", ["x", "", "by2"], ["smooth"], name="bilinear", mode="linear")]
+    dims = ["batch", 4, "height", "width"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                               for name in ("twice", "six_times", "smooth")], list(scales.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    upsampling_as_copies(model)
+    assert [node.op_type for node in model.graph.node].count("Resize") == 1
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in ((1, 4, 3, 5), (3, 4, 6, 2)):
+        x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+        expected, result = before.run(None, {"x": x}), after.run(None, {"x": x})
+        assert result[1].shape == (shape[0], 4, 6 * shape[2], 6 * shape[3])
+        for a, b in zip(expected, result):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_int8_of_a_graph_with_only_an_image_input(int8_export, tmp_path):

@@ -287,9 +287,17 @@ class HybridEncoder(nn.Module):
 
     def _fuse_top_down(self, step, coarse, fine):
         """fpn_blocks[step] on the upsampled coarse map stacked on the fine one -> [B, hidden_dim, H_fine, W_fine]."""
-        # size= instead of scale_factor=2 keeps inputs that are not multiples of 32 working.
         if self.fpn_coarse_convs is None:
-            upsampled = F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
-            return self.fpn_blocks[step](torch.cat([upsampled, fine], dim=1))
-        coarse_share = F.interpolate(self.fpn_coarse_convs[step](coarse), size=fine.shape[-2:], mode="nearest")
+            return self.fpn_blocks[step](torch.cat([self._upsample(coarse, fine), fine], dim=1))
+        coarse_share = self._upsample(self.fpn_coarse_convs[step](coarse), fine)
         return self.fpn_blocks[step].from_input_projection(coarse_share + self.fpn_fine_convs[step](fine))
+
+    def _upsample(self, coarse, fine):
+        """coarse [B, C, h, w] -> [B, C, H, W], nearest, to fine's size. By size, so that inputs not a
+        multiple of 32 work; by a scale of 2 where the model sees one size and H, W = 2h, 2w: the graph
+        then says so, and the INT8 export turns it into a copy (quantize.upsampling_as_copies)."""
+        coarse_size = spatial_size(coarse, self.fixed_size)
+        fine_size = spatial_size(fine, self.fixed_size)
+        if self.fixed_size and fine_size == (2 * coarse_size[0], 2 * coarse_size[1]):
+            return F.interpolate(coarse, scale_factor=2.0, mode="nearest")
+        return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
