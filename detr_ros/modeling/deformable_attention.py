@@ -19,7 +19,8 @@ from detr_ros.modeling.layers import compose_linear, pointwise_conv
 def sample_multi_scale(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
     """Weighted sum of the value maps at the sampling locations.
 
-    value_maps: list of [B, n_heads * head_dim, H_l, W_l], one a level, heads major in the channels
+    value_maps: list of [B, n_heads * head_dim, H_l, W_l] (or flattened to H_l * W_l), one a level,
+        heads major in the channels
     spatial_shapes: list of (H_l, W_l); ints where the input size is fixed, so that a fixed-size
         export never computes the maps' sizes
     sampling_locations: [B, Q, n_heads, sum(num_points_list), 2] as (x, y) in [0, 1]
@@ -136,7 +137,7 @@ class MSDeformableAttention(nn.Module):
             offsets = offsets.reshape(batch, num_queries, self.num_heads, total_points, 2).permute(0, 1, 4, 2, 3)
             offsets = offsets * (self.num_points_scale * self.offset_scale).to(query.dtype)
         else:  # deployed: input projections folded in, offsets scaled and reordered in the weights
-            values = [project(value_map) for project, value_map in zip(self.level_value_proj, value_maps)]
+            values = [project(value_map.flatten(2)) for project, value_map in zip(self.level_value_proj, value_maps)]
             offsets = offsets.reshape(batch, num_queries, 2, self.num_heads, total_points)
         weights = self.attention_weights(query).reshape(batch, num_queries, self.num_heads, total_points)
         weights = weights.softmax(-1)
@@ -159,7 +160,7 @@ class MSDeformableAttention(nn.Module):
         if self.level_value_proj is not None:
             return
         self.level_value_proj = nn.ModuleList(
-            pointwise_conv(*compose_linear((self.value_proj.weight, self.value_proj.bias), projection))
+            pointwise_conv(*compose_linear((self.value_proj.weight, self.value_proj.bias), projection), flat=True)
             for projection in input_projections
         )
         del self.value_proj

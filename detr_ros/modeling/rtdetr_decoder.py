@@ -219,7 +219,7 @@ class RTDETRTransformer(nn.Module):
         Deployed, enc_output's projection is applied here already, once a level, all but its bias.
         """
         if self.enc_level_proj is not None:
-            level_maps = [project(level_map) for project, level_map in zip(self.enc_level_proj, level_maps)]
+            level_maps = [project(m.flatten(2)) for project, m in zip(self.enc_level_proj, level_maps)]
         return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2)
 
     def _select_queries(self, level_maps, spatial_shapes):
@@ -264,7 +264,7 @@ class RTDETRTransformer(nn.Module):
         projections = [fold_batch_norm(p.conv, p.norm) for p in self.input_proj]
         enc_weight = self.enc_output.proj.weight  # its bias is added after the valid-anchor mask
         self.enc_level_proj = nn.ModuleList(
-            pointwise_conv(*compose_linear((enc_weight, None), p)) for p in projections
+            pointwise_conv(*compose_linear((enc_weight, None), p), flat=True) for p in projections
         )
         for layer in self.decoder.layers:
             layer.cross_attn.deploy(projections)
