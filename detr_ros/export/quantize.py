@@ -117,7 +117,7 @@ def _constant_values(graph, name):
 def _integer_upsampling_factor(graph, node):
     """k where ``node`` repeats every pixel of a [B, C, H, W] map k x k times (a Resize: nearest,
     floor of the asymmetric source coordinate, constant scales [1, 1, k, k]); None otherwise."""
-    if node.op_type != "Resize" or len(node.input) != 3 or node.input[1]:
+    if node.op_type != "Resize" or len(node.input) < 3 or node.input[1] or any(node.input[3:]):
         return None
     attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if (attributes.get("mode"), attributes.get("coordinate_transformation_mode"),
@@ -232,7 +232,8 @@ def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=
     prepared = Path(work_dir) / "prepared.onnx"
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     model_proto = onnx.load(str(prepared))
-    upsampling_as_copies(model_proto)
+    if not symmetric:  # a layout trick for onnxruntime's CPU kernels, not for TensorRT
+        upsampling_as_copies(model_proto)
     excluded = float_nodes(model_proto)
     initializers = {init.name for init in model_proto.graph.initializer}
     input_names = [arg.name for arg in model_proto.graph.input if arg.name not in initializers]
