@@ -163,11 +163,9 @@ class PResNet(nn.Module):
         (3.5 ms of RT-DETR-R18's INT8 latency at 640x640, where the convolution takes 0.5 ms)."""
         if input_size is None or any(side % STAGE_STRIDES[-1] for side in input_size):
             return
-        for stage in self.res_layers:
-            for block in stage.blocks:
-                shortcut = getattr(block, "short", None)
-                if isinstance(shortcut, nn.Sequential) and isinstance(shortcut.pool, nn.AvgPool2d):
-                    shortcut.pool = _average_pool_as_convolution(shortcut.conv.conv.in_channels)
+        shortcuts = [m for m in self.modules() if isinstance(getattr(m, "pool", None), nn.AvgPool2d)]
+        for shortcut in shortcuts:
+            shortcut.pool = _average_pool_as_convolution(shortcut.conv.conv.in_channels)
 
     def forward(self, images):
         x = F.max_pool2d(self.conv1(images), kernel_size=3, stride=2, padding=1)

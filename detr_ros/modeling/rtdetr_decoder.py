@@ -218,9 +218,10 @@ class RTDETRTransformer(nn.Module):
 
         Deployed, enc_output's projection is applied here already, once a level, all but its bias.
         """
+        flat_maps = [m.flatten(2) for m in level_maps]
         if self.enc_level_proj is not None:
-            level_maps = [project(m.flatten(2)) for project, m in zip(self.enc_level_proj, level_maps)]
-        return torch.cat([m.flatten(2) for m in level_maps], dim=2).transpose(1, 2)
+            flat_maps = [project(m) for project, m in zip(self.enc_level_proj, flat_maps)]
+        return torch.cat(flat_maps, dim=2).transpose(1, 2)
 
     def _select_queries(self, level_maps, spatial_shapes):
         """level_maps: list of [B, D, H_l, W_l], spatial_shapes: their (H_l, W_l) -> (content [B, Q, D],
