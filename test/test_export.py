@@ -8,16 +8,18 @@ input projections folded); bad requests get clear errors.
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from onnx import numpy_helper
 import pytest
 import torch
 
 from detr_ros.cli import main
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
-from detr_ros.export.onnx_export import DeployedDetector, export, trace_to_onnx, verify_export
+from detr_ros.export.onnx_export import DeployedDetector, deployed_detector, export, trace_to_onnx
+from detr_ros.export.verify import GraphRunner, compare, detection_difference, pytorch_outputs, verify_export
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.modeling.config import ModelConfig
@@ -25,6 +27,7 @@ from detr_ros.modeling.postprocess import PostProcessor
 from detr_ros.runtime import Detector
 from detr_ros.runtime.preprocess import Preprocessor
 
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "synthetic_rtdetr.pt"
 CLASS_NAMES = ["cone", "crate", "pallet"]
 CATEGORY_IDS = [3, 5, 9]
 TINY_RTDETR = dict(
@@ -34,10 +37,13 @@ TINY_RTDETR = dict(
     num_points=[2, 2, 2], num_classes=len(CLASS_NAMES), input_size=[96, 96])
 
 
-def make_checkpoint(path, settings, seed=0):
+def make_checkpoint(path, settings, seed=0, edit=None):
     config = ModelConfig.from_dict(settings)
     torch.manual_seed(seed)
     model = build_model(config)
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
     save_checkpoint(path, model_config=config.to_dict(), state_dict=model.state_dict(), class_names=CLASS_NAMES,
                     category_ids=CATEGORY_IDS)
     return path
@@ -57,46 +63,34 @@ def exported(tmp_path_factory):
             "pytorch": pytorch, "folder": folder}
 
 
-def run_both(pytorch, path, images, orig_sizes):
-    with torch.no_grad():
-        expected = [t.numpy() for t in pytorch(torch.from_numpy(images), torch.from_numpy(orig_sizes))]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    found = session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": orig_sizes})
-    return expected, found
-
-
 @pytest.mark.parametrize("which, input_size", [("square", (96, 96)), ("rectangle", (64, 128))])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_pytorch_and_onnxruntime_agree(exported, which, input_size, batch):
     rng = np.random.default_rng(batch)
     images = rng.random((batch, 3, *input_size), dtype=np.float32)
     orig_sizes = np.array([[640, 480], [333, 500], [128, 64]][:batch], np.int64)
-    (labels, boxes, scores), (onnx_labels, onnx_boxes, onnx_scores) = run_both(
-        exported["pytorch"], exported[which], images, orig_sizes)
-    assert onnx_labels.dtype == np.int64 and onnx_boxes.shape == (batch, 15, 4)
-    np.testing.assert_array_equal(onnx_labels, labels)
-    np.testing.assert_allclose(onnx_scores, scores, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2, rtol=0)
+    runner = GraphRunner(exported[which])
+    (labels, boxes, _), selected = runner.run(images, orig_sizes)
+    assert labels.dtype == np.int64 and boxes.shape == (batch, 15, 4) and selected.shape == (batch, 20)
+    assert compare(exported["pytorch"], runner, images, orig_sizes) is None
 
 
 def test_dynamic_size_export_runs_any_size(exported, tmp_path):
     """--dynamic-size: the anchors and the position embedding follow the input, squares and rectangles."""
     path = export(exported["checkpoint"], tmp_path / "dynamic.onnx", dynamic_size=True)["fp32"]
+    runner = GraphRunner(path)
     rng = np.random.default_rng(5)
     for input_size in ((96, 96), (64, 128), (160, 96)):
         images = rng.random((2, 3, *input_size), dtype=np.float32)
         orig_sizes = np.array([[640, 480], [128, 64]], np.int64)
-        (labels, boxes, scores), (onnx_labels, onnx_boxes, onnx_scores) = run_both(
-            exported["pytorch"], path, images, orig_sizes)
-        np.testing.assert_array_equal(onnx_labels, labels)
-        np.testing.assert_allclose(onnx_scores, scores, atol=1e-4, rtol=0)
-        np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2, rtol=0)
+        assert compare(exported["pytorch"], runner, images, orig_sizes) is None
 
 
 def test_detector_matches_pytorch_on_camera_images(exported):
     """Through the runtime: uint8 BGR frames of another size, boxes in source pixels."""
     detector = Detector(exported["rectangle"], cache_dir=exported["folder"] / "cache", score_threshold=0.0,
                         max_detections=15, duplicate_iou=1.0)
+    runner = GraphRunner(exported["rectangle"])
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((120, 200), (300, 260), (64, 128))]
     found = detector.detect_batch(frames, "bgr")
@@ -106,14 +100,51 @@ def test_detector_matches_pytorch_on_camera_images(exported):
         blob = np.empty((1, 3, 64, 128), np.float32)
         preprocessor.fill(blob[0], frame, "bgr", canvases)
         height, width = frame.shape[:2]
-        with torch.no_grad():
-            labels, boxes, scores = (t[0].numpy() for t in exported["pytorch"](
-                torch.from_numpy(blob), torch.tensor([[width, height]])))
-        order = np.argsort(-scores, kind="stable")
-        boxes = boxes[order].clip(0, [width, height, width, height])
-        np.testing.assert_array_equal(detections.class_ids, labels[order])
-        np.testing.assert_allclose(detections.scores, scores[order], atol=1e-4)
-        np.testing.assert_allclose(detections.boxes, boxes, atol=1e-2)
+        orig_sizes = np.array([[width, height]], np.int64)
+        _, selected = runner.run(blob, orig_sizes)
+        (labels, boxes, scores), _ = pytorch_outputs(exported["pytorch"], blob, orig_sizes, selected)
+        boxes = boxes[0].clip(0, [width, height, width, height])
+        assert detection_difference((labels[0], boxes, scores[0]),
+                                    (detections.class_ids, detections.boxes, detections.scores), 1e-2) is None
+
+
+def tie_every_query_score(model):
+    model.decoder.enc_score_head.weight.zero_()
+    model.decoder.enc_score_head.bias.fill_(0.5)
+
+
+def test_export_check_holds_when_every_query_score_ties(tmp_path):
+    """All encoder positions score the same, so which queries a top-K takes is up to each kernel's ties."""
+    checkpoint = make_checkpoint(tmp_path / "tied.pt", TINY_RTDETR, edit=tie_every_query_score)
+    model, _ = load_model(checkpoint)
+    positions = []
+    hook = model.decoder.enc_score_head.register_forward_hook(lambda module, inputs, logits: positions.append(logits))
+    with torch.no_grad():
+        model.eval()(torch.rand(1, 3, 96, 96))
+    hook.remove()
+    assert positions[0].unique().numel() == 1  # every position ties
+    path = export(checkpoint, tmp_path / "tied.onnx")["fp32"]  # the export's own check passes
+    images = np.random.default_rng(3).random((2, 3, 96, 96), dtype=np.float32)
+    pytorch = DeployedDetector(model, PostProcessor(TINY_RTDETR["num_top_queries"]))
+    assert compare(pytorch, GraphRunner(path), images, np.array([[96, 96], [640, 480]], np.int64)) is None
+
+
+def test_export_check_catches_one_changed_weight(tmp_path):
+    """The shipped model's graph with one weight of its first decoder layer's output projection 10% larger is refused."""
+    checkpoint = SHIPPED_CHECKPOINT
+    path = export(checkpoint, tmp_path / "shipped.onnx")["fp32"]
+    deployed, config, _ = deployed_detector(checkpoint)
+    verify_export(deployed, path, config.input_size, dynamic_size=False)
+    changed = onnx.load(str(path))
+    weights = {initializer.name: initializer for initializer in changed.graph.initializer}
+    feed_forward = next(node for node in changed.graph.node if node.name.startswith("/model/decoder/decoder/layers.0/linear2"))
+    weight = next(weights[name] for name in feed_forward.input if name in weights)
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[np.abs(values).argmax()] *= 1.1
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(changed, str(tmp_path / "changed.onnx"))
+    with pytest.raises(DetrRosError, match="differs from PyTorch"):
+        verify_export(deployed, tmp_path / "changed.onnx", config.input_size, dynamic_size=False)
 
 
 def test_file_describes_itself(exported):

@@ -11,19 +11,20 @@ import logging
 import os
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 import detr_ros
 from detr_ros.errors import ConfigError, DetrRosError
 from detr_ros.export.quantize import calibration_images, quantize_int8
+from detr_ros.export.verify import verify_export
 from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 from detr_ros.modeling.postprocess import PostProcessor
+from detr_ros.runtime.cpu import PORTABLE_INT8_WEIGHT_BITS, describe_cpu, int8_weight_bits
 from detr_ros.runtime.metadata import (
     QUANTIZATION_INT8_QDQ,
     QUANTIZATION_INT8_QDQ_SYMMETRIC,
@@ -37,7 +38,7 @@ LOG = logging.getLogger("detr_ros.export")
 MIN_OPSET = 17
 INPUT_NAMES = ["images", "orig_target_sizes"]
 OUTPUT_NAMES = ["labels", "boxes", "scores"]
-VERIFY_SCORE_TOLERANCE = 1e-3
+INT8_CPUS = ("this", "any")
 
 
 class DeployedDetector(nn.Module):
@@ -106,40 +107,18 @@ def trace_to_onnx(deployed, input_size, path, *, dynamic_size, opset):
                           dynamic_axes=batch_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
-def verify_export(deployed, path, input_size, *, dynamic_size):
-    """Run the graph and PyTorch on one random image (and a second size when dynamic); raise on a mismatch.
-
-    Tracing turns any size-dependent Python value into a constant; a model whose code does that
-    would export a dynamic-size graph that is wrong (or fails) at every other size.
-    """
-    height, width = input_size
-    sizes = [(height, width)] + ([(height + 64, max(32, width - 32))] if dynamic_size else [])
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # a failing run is reported below, in one line
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    generator = torch.Generator().manual_seed(0)
-    for size in sizes:
-        images = torch.rand(1, 3, *size, generator=generator)
-        orig_sizes = torch.tensor([[size[1], size[0]]], dtype=torch.int64)
-        with torch.no_grad():
-            expected = deployed(images, orig_sizes)[2].numpy()
-        try:
-            found = session.run(["scores"], {"images": images.numpy(), "orig_target_sizes": orig_sizes.numpy()})[0]
-            difference = float(np.abs(np.sort(found, -1) - np.sort(expected, -1)).max())
-        except Exception as error:  # onnxruntime's own exception types
-            difference, found = None, str(error).splitlines()[0]
-        if difference is None or difference > VERIFY_SCORE_TOLERANCE:
-            what = f"fails ({found})" if difference is None else f"differs from PyTorch (scores by {difference:.2e})"
-            hint = (" The model's code bakes size-dependent values into the trace; export without --dynamic-size."
-                    if dynamic_size and size != sizes[0] else "")
-            raise DetrRosError(f"export check: the ONNX graph at input {size[0]}x{size[1]} {what}.{hint}")
-
-
 def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simplify=False, opset=MIN_OPSET,
-           resize_mode="stretch", int8_calibration=None, num_calibration_images=32, int8_symmetric=False):
-    """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}."""
+           resize_mode="stretch", int8_calibration=None, num_calibration_images=32, int8_symmetric=False,
+           int8_cpu="this"):
+    """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}.
+
+    int8_cpu: "this" quantizes the CPU file for the kind of CPU the export runs on (8-bit weights where
+    it sums int8 products in int32), "any" for every x86-64 CPU (7-bit weights).
+    """
     if opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}, expected {MIN_OPSET} or newer")
+    if int8_cpu not in INT8_CPUS:
+        raise ConfigError(f"--int8-cpu {int8_cpu!r}, expected one of {list(INT8_CPUS)}")
     if resize_mode not in RESIZE_MODES:
         raise ConfigError(f"--resize-mode {resize_mode!r}, expected one of {list(RESIZE_MODES)}")
     # Calibration images are checked before the slow part, so a bad folder fails at once.
@@ -166,13 +145,22 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
         if calibration_files:
             int8_path = output_path.with_name(output_path.stem + ".int8.onnx")
             quantized = Path(work_dir) / "int8.onnx"
+            int8_metadata = replace(metadata, quantization=QUANTIZATION_INT8_QDQ)
+            if int8_symmetric:
+                int8_metadata.quantization = QUANTIZATION_INT8_QDQ_SYMMETRIC
+            else:
+                int8_metadata.int8_weight_bits = int8_weight_bits() if int8_cpu == "this" else PORTABLE_INT8_WEIGHT_BITS
+                int8_metadata.quantized_on = describe_cpu()
             quantize_int8(output_path, quantized, calibration_files, metadata, work_dir=work_dir,
-                          symmetric=int8_symmetric)
-            metadata.quantization = QUANTIZATION_INT8_QDQ_SYMMETRIC if int8_symmetric else QUANTIZATION_INT8_QDQ
-            write_model(onnx.load(str(quantized)), metadata, int8_path)
-            metadata.quantization = ""
-            LOG.info("wrote %s (static QDQ INT8, %s)", int8_path,
-                     "symmetric, for TensorRT" if int8_symmetric else "for the CPU")
+                          symmetric=int8_symmetric, weight_bits=int8_metadata.int8_weight_bits)
+            write_model(onnx.load(str(quantized)), int8_metadata, int8_path)
+            if int8_symmetric:
+                LOG.info("wrote %s (static QDQ INT8, symmetric, for TensorRT)", int8_path)
+            else:
+                LOG.info("wrote %s (static QDQ INT8 for the CPU, %d-bit weights: %s)", int8_path,
+                         int8_metadata.int8_weight_bits,
+                         "for CPUs that sum int8 products in int32, such as this one"
+                         if int8_metadata.int8_weight_bits == 8 else "for any x86-64 CPU")
     return {"fp32": output_path, "int8": int8_path, "metadata": metadata}
 
 
