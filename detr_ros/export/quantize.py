@@ -16,6 +16,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from detr_ros.errors import DatasetError
+from detr_ros.runtime.cpu import PORTABLE_INT8_WEIGHT_BITS
 from detr_ros.runtime.preprocess import Preprocessor
 
 LOG = logging.getLogger("detr_ros.export")
@@ -221,12 +222,15 @@ class ImageCalibrationReader(CalibrationDataReader):
 
 
 
-def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=False):
+def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=False,
+                  weight_bits=PORTABLE_INT8_WEIGHT_BITS):
     """Write a static-QDQ INT8 copy of fp32_path to int8_path, calibrated on the image files.
 
     fp32_path: a detr_ros export, or any graph whose first input takes the image batch (and whose
     second, if it has one, the original sizes). symmetric: int8 activations with zero points of 0
-    (what TensorRT needs) instead of uint8 ones (what the CPU runs fastest).
+    (what TensorRT needs) instead of uint8 ones (what the CPU runs fastest). weight_bits: 8 for CPUs that
+    sum int8 products in int32, 7 for any x86-64 CPU (see detr_ros.runtime.cpu); TensorRT's symmetric
+    file always uses 8.
     """
     LOG.info("INT8: calibrating on %d images from %s", len(files), Path(files[0]).parent)
     prepared = Path(work_dir) / "prepared.onnx"
@@ -246,11 +250,7 @@ def quantize_int8(fp32_path, int8_path, files, metadata, *, work_dir, symmetric=
         quant_format=QuantFormat.QDQ,
         nodes_to_exclude=excluded,
         per_channel=True,
-        # 7-bit weights for the CPU: x86 CPUs without VNNI multiply uint8 by int8 in pairs summed into
-        # int16, which full-range weights overflow. On a convolution of images here, 5% of the outputs
-        # were off by over 3% of their range, the worst by 12%; with 7-bit weights none by over 1.3%.
-        # The shipped model's INT8 AP delta went from -0.80 to -0.54 points. TensorRT has no such limit.
-        reduce_range=not symmetric,
+        reduce_range=not symmetric and weight_bits == PORTABLE_INT8_WEIGHT_BITS,
         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile,

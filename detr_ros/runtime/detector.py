@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
+from detr_ros.runtime.cpu import int8_weights_problem
 from detr_ros.runtime.detections import (DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, Detections, check_fraction,
                                          select)
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
@@ -125,6 +126,11 @@ class Detector:
             LOG.warning("detector %s: this INT8 file is quantized for the CPU (uint8 activations with zero points), "
                         "which TensorRT cannot run in INT8; use the FP32 file (FP16) or export with --int8-symmetric",
                         self.model_path.name)
+        if self.provider == "CPUExecutionProvider" and self.metadata.int8_weight_bits:
+            problem = int8_weights_problem(self.metadata.int8_weight_bits)
+            if problem is not None:
+                LOG.warning("detector %s: this INT8 file may give wrong detections on this CPU: %s",
+                            self.model_path.name, problem)
         skipped_text = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         LOG.info("detector %s: %s signature, input %dx%d %s, %d classes, running on %s%s",
                  self.model_path.name, self._contract.kind, *self.metadata.input_size, self.metadata.resize_mode,

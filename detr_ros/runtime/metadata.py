@@ -29,6 +29,11 @@ KEY_VERSION = PREFIX + "version"
 KEY_QUANTIZATION = PREFIX + "quantization"
 QUANTIZATION_INT8_QDQ = "int8_qdq"
 QUANTIZATION_INT8_QDQ_SYMMETRIC = "int8_qdq_symmetric"
+# On CPU INT8 files: 8 where the weights use the full int8 range (for CPUs that sum int8 products in
+# int32), 7 where they run right on any x86-64 CPU (see detr_ros.runtime.cpu); the CPU it was made on.
+KEY_INT8_WEIGHT_BITS = PREFIX + "int8_weight_bits"
+INT8_WEIGHT_BITS = (7, 8)
+KEY_QUANTIZED_ON = PREFIX + "quantized_on"
 
 RESIZE_MODES = ("stretch", "letterbox")
 MODEL_COLOR_ORDERS = ("rgb", "bgr")
@@ -55,6 +60,8 @@ class ModelMetadata:
     source_sha256: str = ""
     version: str = ""
     quantization: str = ""
+    int8_weight_bits: int = 0
+    quantized_on: str = ""
 
     @property
     def scale_factor(self):
@@ -75,6 +82,10 @@ class ModelMetadata:
         }
         if self.quantization:
             props[KEY_QUANTIZATION] = self.quantization
+        if self.int8_weight_bits:
+            props[KEY_INT8_WEIGHT_BITS] = str(self.int8_weight_bits)
+        if self.quantized_on:
+            props[KEY_QUANTIZED_ON] = self.quantized_on
         return props
 
 
@@ -162,6 +173,9 @@ def parse_metadata(props, path, *, declared_input_size=None, labels_path=None):
     meta.source_sha256 = props.get(KEY_SOURCE_SHA256, "")
     meta.version = props.get(KEY_VERSION, "")
     meta.quantization = props.get(KEY_QUANTIZATION, "")
+    if KEY_INT8_WEIGHT_BITS in props:
+        meta.int8_weight_bits = int(_choice(props, KEY_INT8_WEIGHT_BITS, [str(b) for b in INT8_WEIGHT_BITS], "", path))
+    meta.quantized_on = props.get(KEY_QUANTIZED_ON, "")
 
     if labels_path is not None:
         meta.class_names = read_labels_file(labels_path)
