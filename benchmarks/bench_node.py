@@ -28,14 +28,16 @@ import cv2
 import numpy as np
 import yaml
 
+from detr_ros.ros.loopback_dds import keep_dds_on_loopback
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "bench/image"
 
 
 def hermetic_dds():
     """Loopback-only Fast DDS and a private domain, for this process and the node it starts."""
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO_ROOT / "config" / "fastdds_loopback.xml")
-    os.environ["ROS_DOMAIN_ID"] = str(201 + os.getpid() % 30)  # clear of the test suite's 101..200
+    # a domain id clear of the test suite's 101..200
+    keep_dds_on_loopback(os.environ, 201 + os.getpid() % 30, REPO_ROOT / "config" / "fastdds_loopback.xml")
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     prefixes = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
     if sys.prefix not in prefixes:

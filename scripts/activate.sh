@@ -1,19 +1,28 @@
-# Enter the detr_ros development environment:  source scripts/activate.sh
-# (made by scripts/setup_env.sh; `make shell` opens a shell with it).
+# Enter a detr_ros development environment:  source scripts/activate.sh
+# (made by scripts/setup_env.sh; `make shell` opens a shell with it). DETR_ROS_VENV chooses which:
+# .venv (the default: everything) or .venv-jazzy (the robot layers on ROS 2 Jazzy).
 #
-# Sets what ROS 2 needs on top of the virtual environment: the venv is an ament
-# prefix (the PyPI ROS wheels and the vision_msgs built from interfaces/ install
-# their share/ and lib/ there). DDS stays on loopback (config/fastdds_loopback.xml)
-# unless DETR_ROS_NETWORK_DDS=1: this environment is for development and tests;
-# on a robot, source the system's ROS 2 and the colcon workspace instead.
+# Sets what ROS 2 needs on top of the virtual environment: a venv made of PyPI ROS wheels is an
+# ament prefix (the wheels and the vision_msgs built from interfaces/ install their share/ and
+# lib/ there) and names its distro in ROS_DISTRO, as a sourced ROS 2 does. DDS stays on loopback
+# (config/fastdds_loopback.xml, see detr_ros/ros/loopback_dds.py) unless DETR_ROS_NETWORK_DDS=1:
+# this environment is for development and tests; on a robot, source the system's ROS 2 and the
+# colcon workspace instead.
 
 _detr_ros_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
-if [ ! -x "$_detr_ros_root/.venv/bin/python" ]; then
-    echo "detr_ros: no environment in $_detr_ros_root/.venv yet; run: make env" >&2
+_detr_ros_venv="${DETR_ROS_VENV:-.venv}"
+case "$_detr_ros_venv" in /*) ;; *) _detr_ros_venv="$_detr_ros_root/$_detr_ros_venv" ;; esac
+if [ ! -x "$_detr_ros_venv/bin/python" ]; then
+    echo "detr_ros: no environment in $_detr_ros_venv yet; run: make env" >&2
+    unset _detr_ros_root _detr_ros_venv
     return 1 2>/dev/null || exit 1
 fi
 # shellcheck disable=SC1091
-. "$_detr_ros_root/.venv/bin/activate"
+. "$_detr_ros_venv/bin/activate"
+if [ -f "$VIRTUAL_ENV/.detr_ros_wheels_distro" ]; then
+    ROS_DISTRO="$(cat "$VIRTUAL_ENV/.detr_ros_wheels_distro")"
+    export ROS_DISTRO DETR_ROS_WHEELS_DISTRO="$ROS_DISTRO"
+fi
 case ":${AMENT_PREFIX_PATH:-}:" in
     *":$VIRTUAL_ENV:"*) ;;
     *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;;
@@ -29,6 +38,11 @@ case ":${LD_LIBRARY_PATH:-}:" in
 esac
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 if [ "${DETR_ROS_NETWORK_DDS:-0}" != "1" ]; then
-    export FASTDDS_DEFAULT_PROFILES_FILE="$_detr_ros_root/config/fastdds_loopback.xml"
+    # Fast DDS before ROS 2 Kilted reads only the old name; Kilted's warns about it.
+    unset FASTRTPS_DEFAULT_PROFILES_FILE FASTDDS_DEFAULT_PROFILES_FILE
+    case "${ROS_DISTRO:-}" in
+        humble|iron|jazzy) export FASTRTPS_DEFAULT_PROFILES_FILE="$_detr_ros_root/config/fastdds_loopback.xml" ;;
+        *) export FASTDDS_DEFAULT_PROFILES_FILE="$_detr_ros_root/config/fastdds_loopback.xml" ;;
+    esac
 fi
-unset _detr_ros_root
+unset _detr_ros_root _detr_ros_venv

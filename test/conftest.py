@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from detr_ros.ros.loopback_dds import keep_dds_on_loopback
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK_PROFILE = REPO_ROOT / "config" / "fastdds_loopback.xml"
 
 
 def _session_domain_id():
@@ -21,8 +22,7 @@ def _session_domain_id():
     return 101 + os.getpid() % 100
 
 
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LOOPBACK_PROFILE)
-os.environ["ROS_DOMAIN_ID"] = str(_session_domain_id())
+keep_dds_on_loopback(os.environ, _session_domain_id(), REPO_ROOT / "config" / "fastdds_loopback.xml")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 if sys.prefix not in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
     os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(

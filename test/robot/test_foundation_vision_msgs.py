@@ -49,5 +49,5 @@ def test_vision_msgs_type_hashes_equal_upstream_4_1_1():
 
 
 def test_every_upstream_message_is_defined_in_the_repository():
-    repository_msgs = Path(__file__).resolve().parents[1] / "interfaces" / "vision_msgs" / "msg"
+    repository_msgs = Path(__file__).resolve().parents[2] / "interfaces" / "vision_msgs" / "msg"
     assert sorted(p.stem for p in repository_msgs.glob("*.msg")) == sorted(UPSTREAM_TYPE_HASHES)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOT_SOURCES = shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "out", "__pycache__",
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOT_SOURCES = shutil.ignore_patterns(".venv", ".venv-jazzy", ".git", "build", "install", "log", "out", "__pycache__",
                                      "*.egg-info", ".pytest_cache")
 
 

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ros_testing import spin_until
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / "models" / "synthetic_rtdetr.onnx"
 
 
