@@ -43,7 +43,9 @@ fi
 # Everything an environment is made from; a change to any of it rebuilds what is needed.
 environment_key() {
     local requirements=("$@")
-    { echo "python=$py_version system_ros=$system_ros distro=${ROS_DISTRO:-}"
+    local system_distro=""
+    [ "$system_ros" = 1 ] && system_distro="$ROS_DISTRO"
+    { echo "python=$py_version system_ros=$system_ros distro=$system_distro"
       cat "${requirements[@]}" scripts/setup_env.sh setup.py setup.cfg package.xml
       find interfaces -type f | sort | xargs cat
       # pip copies launch/, config/ and models/ into the venv's share/detr_ros.
