@@ -6,6 +6,7 @@ runtime's Detector; the file describes itself; the graph is the deployed model (
 input projections folded); bad requests get clear errors.
 """
 
+import ast
 import hashlib
 import json
 from pathlib import Path
@@ -18,16 +19,22 @@ import torch
 
 from detr_ros.cli import main
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
-from detr_ros.export.onnx_export import DeployedDetector, deployed_detector, export, trace_to_onnx
+from detr_ros.export.deployed_decoder import DeployedMSDeformableAttention, DeployedRTDETRTransformer
+from detr_ros.export.deployed_encoder import DeployedHybridEncoder, FusedRepVggBlock, MergedCSPRepLayer
+from detr_ros.export.onnx_export import DeployedDetector, deployed_detector, detector_for_inference, export, trace_to_onnx
 from detr_ros.export.verify import GraphRunner, compare, detection_difference, pytorch_outputs, verify_export
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.modeling.config import ModelConfig
+from detr_ros.modeling.deformable_attention import MSDeformableAttention
+from detr_ros.modeling.hybrid_encoder import CSPRepLayer, HybridEncoder, RepVggBlock
 from detr_ros.modeling.postprocess import PostProcessor
+from detr_ros.modeling.rtdetr_decoder import RTDETRTransformer
 from detr_ros.runtime import Detector
 from detr_ros.runtime.preprocess import Preprocessor
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "synthetic_rtdetr.pt"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CHECKPOINT = REPO_ROOT / "models" / "synthetic_rtdetr.pt"
 CLASS_NAMES = ["cone", "crate", "pallet"]
 CATEGORY_IDS = [3, 5, 9]
 TINY_RTDETR = dict(
@@ -172,6 +179,34 @@ def test_graph_is_the_deployed_model(exported):
     assert not [name for name in convs if "bottlenecks" in name and ("/conv1/" in name or "/conv2/" in name)]
     assert not [name for name in convs if "/decoder/input_proj" in name or "/encoder/input_proj.0/" in name]
     assert [name for name in convs if "fpn_coarse_convs" in name] and [name for name in convs if "level_value_proj" in name]
+
+
+def test_export_substitutes_modules_and_leaves_the_trained_model_as_it_is(exported, tmp_path):
+    """The modeling modules compute one way; the export's rewrites are modules of detr_ros.export put in
+    place of trained ones in a copy, and the model it started from keeps its modules and weights."""
+    model, checkpoint = load_model(exported["checkpoint"])
+    config = ModelConfig.from_dict(checkpoint["model_config"])
+    trained_types = [type(module) for module in model.modules()]
+    trained_state = {key: value.clone() for key, value in model.state_dict().items()}
+    deployed = detector_for_inference(model, config, (96, 96))
+    trace_to_onnx(deployed, (96, 96), tmp_path / "traced.onnx", dynamic_size=False, opset=17)
+
+    assert [type(module) for module in model.modules()] == trained_types
+    assert model.state_dict().keys() == trained_state.keys()
+    assert all(torch.equal(value, trained_state[key]) for key, value in model.state_dict().items())
+    deployed_types = {type(module) for module in deployed.model.modules()}
+    assert {DeployedHybridEncoder, DeployedRTDETRTransformer, DeployedMSDeformableAttention, FusedRepVggBlock,
+            MergedCSPRepLayer} <= deployed_types
+    assert not deployed_types & {HybridEncoder, RTDETRTransformer, MSDeformableAttention, RepVggBlock, CSPRepLayer}
+    removed = ("deploy", "fuse", "merge_input_convs", "fixed_size", "enc_level_proj", "level_value_proj",
+               "fpn_coarse_convs")
+    assert not [(type(m).__name__, name) for m in model.modules() for name in removed if hasattr(m, name)]
+    # One direction of imports: export -> modeling.
+    for path in (REPO_ROOT / "detr_ros" / "modeling").glob("*.py"):
+        nodes = list(ast.walk(ast.parse(path.read_text())))
+        imported = [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+        imported += [alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names]
+        assert not [name for name in imported if name.startswith("detr_ros.export")], path
 
 
 class SizeBakingModel(torch.nn.Module):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from detr_ros.export.deploy import deploy_for_inference
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.config import load_model_config
 from detr_ros.modeling.deformable_attention import sample_multi_scale
@@ -168,7 +169,7 @@ def test_deploy_keeps_outputs(tiny_model, size, fixed_size):
         features = model.backbone(images)
         before = model.encoder(features)
         trained = model(images)
-        model.deploy(size if fixed_size else None)
+        model = deploy_for_inference(model, size if fixed_size else None)
         after = model.encoder(features)
         deployed = model(images)
     names = [name for name, _ in model.named_parameters()]

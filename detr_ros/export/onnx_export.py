@@ -2,9 +2,10 @@
 
 The graph has the signature the official RT-DETR family exports share (images, orig_target_sizes ->
 labels, boxes, scores), with post-processing inside, so the runtime and any other consumer of that
-signature can run it. RT-DETR is first rewritten for inference with the same outputs (RTDETR.deploy:
-RepVGG blocks fused, linear maps that follow one another folded into one). The file carries its
-class names, category ids, input size, resize mode, colour order and scaling as metadata_props.
+signature can run it. RT-DETR is first rewritten for inference with the same outputs
+(deploy_for_inference: RepVGG blocks fused, linear maps that follow one another folded into one,
+constants where the input size is fixed). The file carries its class names, category ids, input
+size, resize mode, colour order and scaling as metadata_props.
 """
 
 import logging
@@ -20,6 +21,7 @@ from torch import nn
 
 import detr_ros
 from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.export.deploy import deploy_for_inference
 from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.export.verify import verify_export
 from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
@@ -57,16 +59,20 @@ class DeployedDetector(nn.Module):
         return self.postprocessor(self.model(images), orig_target_sizes)
 
 
-def deployed_detector(checkpoint_path):
-    """(DeployedDetector in eval mode, rewritten for inference (RTDETR.deploy), ModelConfig, checkpoint dict)."""
-    model, checkpoint = load_model(checkpoint_path)
-    config = model_config_from_checkpoint(checkpoint, checkpoint_path)
-    if hasattr(model, "deploy"):
-        model.deploy()  # RT-DETR: fuse RepVGG branches, fold linear maps that follow one another
+def detector_for_inference(model, config, input_size=None):
+    """DeployedDetector in eval mode: ``model`` rewritten by deploy_for_inference (for that input size
+    (H, W) only, where given) and the post-processing of its architecture."""
     # DETR's last class is "no object": softmax, best real class per query; RT-DETR: sigmoid top-K.
     score_mode = "softmax" if config.architecture == "detr" else "sigmoid"
     postprocessor = PostProcessor(config.num_top_queries, score_mode)
-    return DeployedDetector(model, postprocessor).eval(), config, checkpoint
+    return DeployedDetector(deploy_for_inference(model, input_size), postprocessor).eval()
+
+
+def deployed_detector(checkpoint_path):
+    """(DeployedDetector in eval mode for any input size (detector_for_inference), ModelConfig, checkpoint dict)."""
+    model, checkpoint = load_model(checkpoint_path)
+    config = model_config_from_checkpoint(checkpoint, checkpoint_path)
+    return detector_for_inference(model, config), config, checkpoint
 
 
 def export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode):
@@ -123,10 +129,10 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
         raise ConfigError(f"--resize-mode {resize_mode!r}, expected one of {list(RESIZE_MODES)}")
     # Calibration images are checked before the slow part, so a bad folder fails at once.
     calibration_files = calibration_images(int8_calibration, num_calibration_images) if int8_calibration else None
-    deployed, config, checkpoint = deployed_detector(checkpoint_path)
+    model, checkpoint = load_model(checkpoint_path)
+    config = model_config_from_checkpoint(checkpoint, checkpoint_path)
     input_size = tuple(size or config.input_size)
-    if not dynamic_size and hasattr(deployed.model, "deploy"):
-        deployed.model.deploy(input_size)  # what a fixed input size allows on top
+    deployed = detector_for_inference(model, config, None if dynamic_size else input_size)
     metadata = export_metadata(config, checkpoint, checkpoint_path, input_size, resize_mode)
     output_path = Path(output_path)
     with tempfile.TemporaryDirectory(prefix="detr_ros_export_") as work_dir:

@@ -30,14 +30,6 @@ def _shortcut(in_channels, out_channels, stride):
     return ConvNormLayer(in_channels, out_channels, 1, stride)
 
 
-def _average_pool_as_convolution(channels):
-    """A 2x2, stride 2 average pool without ceil_mode, as a depthwise convolution: [B, C, H, W] -> [B, C, H / 2, W / 2]."""
-    conv = nn.Conv2d(channels, channels, 2, stride=2, groups=channels, bias=False)
-    nn.init.constant_(conv.weight, 0.25)
-    conv.weight.requires_grad_(False)
-    return conv
-
-
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34).
 
@@ -154,18 +146,6 @@ class PResNet(nn.Module):
                     parameter.requires_grad_(False)
         if freeze_norm:
             freeze_batch_norm(self)
-
-    def deploy(self, input_size=None):
-        """For a fixed input size (H, W) that is a multiple of the largest stride, 32, in both: every
-        shortcut's 2x2 average pool then sees an even map, and becomes a depthwise convolution with
-        weights 1/4 (the same sums, exactly). onnxruntime runs the pool slowly in both precisions:
-        with ceil_mode in float (10x slower than without), and as a QLinearAveragePool in int8
-        (3.5 ms of RT-DETR-R18's INT8 latency at 640x640, where the convolution takes 0.5 ms)."""
-        if input_size is None or any(side % STAGE_STRIDES[-1] for side in input_size):
-            return
-        shortcuts = [m for m in self.modules() if isinstance(getattr(m, "pool", None), nn.AvgPool2d)]
-        for shortcut in shortcuts:
-            shortcut.pool = _average_pool_as_convolution(shortcut.conv.conv.in_channels)
 
     def forward(self, images):
         x = F.max_pool2d(self.conv1(images), kernel_size=3, stride=2, padding=1)

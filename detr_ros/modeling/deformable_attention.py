@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from detr_ros.modeling.config import SAMPLING_METHODS
-from detr_ros.modeling.layers import compose_linear, pointwise_conv
 
 
 def sample_multi_scale(value_maps, spatial_shapes, sampling_locations, attention_weights, num_points_list, method):
@@ -98,7 +97,6 @@ class MSDeformableAttention(nn.Module):
         scale = [1.0 / n for n in self.num_points_list for _ in range(n)]
         # Derived from num_points, so not saved (official v2 files carry it; the importer drops it).
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
-        self.level_value_proj = None  # set by deploy
 
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * total_points * 2)
         self.attention_weights = nn.Linear(embed_dim, num_heads * total_points)
@@ -129,16 +127,23 @@ class MSDeformableAttention(nn.Module):
     def forward(self, query, reference_points, value_maps, spatial_shapes):
         batch, num_queries = query.shape[:2]
         total_points = sum(self.num_points_list)
-        # Offsets as [B, Q, 2, n_heads, points]: with x and y first, the broadcasts below run over
-        # contiguous spans of points, which onnxruntime computes about 10x faster than over (x, y) pairs.
         offsets = self.sampling_offsets(query)
-        if self.level_value_proj is None:
-            values = [self.value_proj(value_map) for value_map in value_maps]
-            offsets = offsets.reshape(batch, num_queries, self.num_heads, total_points, 2).permute(0, 1, 4, 2, 3)
-            offsets = offsets * (self.num_points_scale * self.offset_scale).to(query.dtype)
-        else:  # deployed: input projections folded in, offsets scaled and reordered in the weights
-            values = [project(value_map.flatten(2)) for project, value_map in zip(self.level_value_proj, value_maps)]
-            offsets = offsets.reshape(batch, num_queries, 2, self.num_heads, total_points)
+        values = [self.value_proj(value_map) for value_map in value_maps]
+        # Offsets as [B, Q, 2, n_heads, points]: with x and y first, the broadcasts in _sample run over
+        # contiguous spans of points, which onnxruntime computes much faster than over (x, y) pairs.
+        offsets = offsets.reshape(batch, num_queries, self.num_heads, total_points, 2).permute(0, 1, 4, 2, 3)
+        offsets = offsets * (self.num_points_scale * self.offset_scale).to(query.dtype)
+        return self._sample(query, reference_points, values, offsets, spatial_shapes)
+
+    def _sample(self, query, reference_points, values, offsets, spatial_shapes):
+        """The attention output once the values and the sampling offsets are known.
+
+        values: list of [B, D, H_l, W_l] (or flattened to H_l * W_l), one a level
+        offsets: [B, Q, 2, n_heads, sum(num_points)], (x, y) in reference box sizes
+        Returns [B, Q, D].
+        """
+        batch, num_queries = query.shape[:2]
+        total_points = sum(self.num_points_list)
         weights = self.attention_weights(query).reshape(batch, num_queries, self.num_heads, total_points)
         weights = weights.softmax(-1)
         # reference_points [B, Q, 1, 4] -> centre and size [B, Q, 2, 1, 1], broadcast over heads and points.
@@ -147,26 +152,3 @@ class MSDeformableAttention(nn.Module):
         locations = (centre + offsets * size).permute(0, 1, 3, 4, 2)
         output = sample_multi_scale(values, spatial_shapes, locations, weights, self.num_points_list, self.method)
         return self.output_proj(output)
-
-    @torch.no_grad()
-    def deploy(self, input_projections):
-        """Rewrite for inference, same outputs (changes the state dict).
-
-        input_projections: per level, (weight [D, C_l], bias [D]) of the map the caller stops
-        computing; forward then reads that map's input, [B, C_l, H_l, W_l], through one 1x1
-        convolution a level with value_proj folded in. sampling_offsets gives its outputs scaled and
-        ordered (x or y, head, point), so no transpose or scaling runs on each call.
-        """
-        if self.level_value_proj is not None:
-            return
-        self.level_value_proj = nn.ModuleList(
-            pointwise_conv(*compose_linear((self.value_proj.weight, self.value_proj.bias), projection), flat=True)
-            for projection in input_projections
-        )
-        del self.value_proj
-        total_points = sum(self.num_points_list)
-        scale = (self.num_points_scale * self.offset_scale).repeat(self.num_heads)  # [heads * points]
-        weight = self.sampling_offsets.weight.reshape(self.num_heads * total_points, 2, -1)
-        bias = self.sampling_offsets.bias.reshape(self.num_heads * total_points, 2)
-        self.sampling_offsets.weight.copy_((weight * scale[:, None, None]).transpose(0, 1).flatten(0, 1))
-        self.sampling_offsets.bias.copy_((bias * scale[:, None]).transpose(0, 1).flatten())

@@ -2,10 +2,9 @@
 
 AIFI (attention-based intra-scale feature interaction) is one transformer encoder layer applied
 to the stride-32 map only, with a 2D sin-cos position embedding. CCFM (CNN-based cross-scale
-feature fusion) merges the three maps with CSP blocks built from RepVGG blocks. ``deploy`` rewrites
-the encoder for inference with the same outputs and fewer operations: a RepVGG block's two
-convolution branches become one 3x3 convolution, a CSP block's two input convolutions one, and the
-top-down fusion folds the input projections into the convolutions that read them.
+feature fusion) merges the three maps with CSP blocks built from RepVGG blocks. The modules here
+are the trained ones; the export rewrites them for inference (RepVGG branches fused, linear maps
+that follow one another folded into one) by substituting modules of its own.
 Module names follow lyuwenyu/RT-DETR ``HybridEncoder`` (v2 naming).
 """
 
@@ -16,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detr_ros.modeling.layers import (ConvNormLayer, compose_linear, fold_batch_norm, make_activation, pointwise_conv,
-                                     spatial_size)
+from detr_ros.modeling.layers import ConvNormLayer, make_activation
 
 
 def _sincos_embedding(height, width, embed_dim, temperature):
@@ -59,27 +57,12 @@ class RepVggBlock(nn.Module):
 
     def __init__(self, channels, activation="silu"):
         super().__init__()
-        self.channels = channels
         self.conv1 = ConvNormLayer(channels, channels, 3, 1, padding=1)
         self.conv2 = ConvNormLayer(channels, channels, 1, 1, padding=0)
         self.act = make_activation(activation)
 
     def forward(self, x):
-        if hasattr(self, "conv"):
-            return self.act(self.conv(x))
         return self.act(self.conv1(x) + self.conv2(x))
-
-    @torch.no_grad()
-    def fuse(self):
-        """Replace the two branches by the single equivalent 3x3 convolution (inference only)."""
-        if hasattr(self, "conv"):
-            return
-        kernel3, bias3 = fold_batch_norm(self.conv1.conv, self.conv1.norm)
-        kernel1, bias1 = fold_batch_norm(self.conv2.conv, self.conv2.norm)
-        self.conv = nn.Conv2d(self.channels, self.channels, 3, 1, padding=1).to(kernel3)
-        self.conv.weight.copy_(kernel3 + F.pad(kernel1, [1, 1, 1, 1]))
-        self.conv.bias.copy_(bias3 + bias1)
-        del self.conv1, self.conv2
 
 
 class CSPRepLayer(nn.Module):
@@ -100,28 +83,7 @@ class CSPRepLayer(nn.Module):
             self.conv3 = nn.Identity()
 
     def forward(self, x):
-        if hasattr(self, "input_conv"):
-            return self.from_input_projection(self.input_conv(x))
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))
-
-    def from_input_projection(self, projected):
-        """The block after its input convolutions (merged ones only).
-
-        projected: conv1's and conv2's outputs before their activation, stacked: [B, 2 * hidden, H, W].
-        """
-        main, shortcut = self.input_act(projected).chunk(2, dim=1)
-        return self.conv3(self.bottlenecks(main) + shortcut)
-
-    @torch.no_grad()
-    def merge_input_convs(self):
-        """conv1 and conv2 read the same input: one 1x1 convolution with both outputs (inference only)."""
-        if hasattr(self, "input_conv"):
-            return
-        weights, biases = zip(fold_batch_norm(self.conv1.conv, self.conv1.norm),
-                              fold_batch_norm(self.conv2.conv, self.conv2.norm))
-        self.input_conv = pointwise_conv(torch.cat(weights), torch.cat(biases))
-        self.input_act = self.conv1.act
-        del self.conv1, self.conv2
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -218,9 +180,6 @@ class HybridEncoder(nn.Module):
         self.fpn_blocks = nn.ModuleList(
             CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks, expansion, activation) for _ in range(num_fusions)
         )
-        # Set by deploy: the top-down fusion's input convolutions, split into coarse and fine shares.
-        self.fpn_coarse_convs = self.fpn_fine_convs = None
-        self.fixed_size = False  # set by RTDETR.deploy when the model will see one input size only
         self.downsample_convs = nn.ModuleList(
             ConvNormLayer(hidden_dim, hidden_dim, 3, 2, activation=activation) for _ in range(num_fusions)
         )
@@ -228,42 +187,11 @@ class HybridEncoder(nn.Module):
             CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks, expansion, activation) for _ in range(num_fusions)
         )
 
-    @torch.no_grad()
-    def deploy(self):
-        """Rewrite for inference, same outputs (changes the state dict): RepVGG blocks fused, each CSP
-        block's input convolutions merged, and in the top-down fusion
-          - the coarse map's share of the CSP input convolution applied before the nearest
-            upsampling, at a quarter of the positions (a 1x1 convolution commutes with it);
-          - a level's input projection (1x1 convolution and batch norm, linear) folded into the fine
-            share, when that costs no more multiplications; that level then skips its projection.
-        """
-        if self.fpn_coarse_convs is not None:
-            return
-        for module in self.modules():
-            if isinstance(module, RepVggBlock):
-                module.fuse()
-            elif isinstance(module, CSPRepLayer):
-                module.merge_input_convs()
-        self.fpn_coarse_convs, self.fpn_fine_convs = nn.ModuleList(), nn.ModuleList()
-        for step, level in enumerate(range(len(self.input_proj) - 1, 0, -1)):
-            merged = self.fpn_blocks[step].input_conv
-            weight = merged.weight.flatten(1)
-            self.fpn_coarse_convs.append(pointwise_conv(weight[:, : self.hidden_dim], None))
-            fine = (weight[:, self.hidden_dim :], merged.bias)
-            projection = self.input_proj[level - 1]
-            in_channels, outputs = projection.conv.in_channels, weight.shape[0]
-            separate_macs = self.hidden_dim * in_channels + outputs * self.hidden_dim
-            if level - 1 not in self.use_encoder_idx and outputs * in_channels <= separate_macs:
-                fine = compose_linear(fine, fold_batch_norm(projection.conv, projection.norm))
-                self.input_proj[level - 1] = nn.Identity()
-            self.fpn_fine_convs.append(pointwise_conv(*fine))
-            del self.fpn_blocks[step].input_conv  # from_input_projection takes its output from these two
-
     def forward(self, features):
         proj = [project(feature) for project, feature in zip(self.input_proj, features)]
         for encoder, index in zip(self.encoder, self.use_encoder_idx):
             batch, channels = proj[index].shape[:2]
-            height, width = spatial_size(proj[index], self.fixed_size)
+            height, width = self._map_size(proj[index])
             flat = proj[index].flatten(2).permute(0, 2, 1)
             pos_embed = sincos_position_embedding(
                 height, width, channels, self.pe_temperature, flat.device, flat.dtype
@@ -287,17 +215,15 @@ class HybridEncoder(nn.Module):
 
     def _fuse_top_down(self, step, coarse, fine):
         """fpn_blocks[step] on the upsampled coarse map stacked on the fine one -> [B, hidden_dim, H_fine, W_fine]."""
-        if self.fpn_coarse_convs is None:
-            return self.fpn_blocks[step](torch.cat([self._upsample(coarse, fine), fine], dim=1))
-        coarse_share = self._upsample(self.fpn_coarse_convs[step](coarse), fine)
-        return self.fpn_blocks[step].from_input_projection(coarse_share + self.fpn_fine_convs[step](fine))
+        return self.fpn_blocks[step](torch.cat([self._upsample(coarse, fine), fine], dim=1))
 
     def _upsample(self, coarse, fine):
-        """coarse [B, C, h, w] -> [B, C, H, W], nearest, to fine's size. By size, so that inputs not a
-        multiple of 32 work; by a scale of 2 where the model sees one size and H, W = 2h, 2w: the graph
-        then says so, and the INT8 export turns it into a copy (quantize.upsampling_as_copies)."""
-        coarse_size = spatial_size(coarse, self.fixed_size)
-        fine_size = spatial_size(fine, self.fixed_size)
-        if self.fixed_size and fine_size == (2 * coarse_size[0], 2 * coarse_size[1]):
-            return F.interpolate(coarse, scale_factor=2.0, mode="nearest")
+        """coarse [B, C, h, w] -> [B, C, H, W], nearest, to fine's size: by size, so that inputs not a
+        multiple of 32 work."""
         return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
+
+    def _map_size(self, feature_map):
+        """(H, W) of a [..., H, W] map as the tensor gives them: traced values while tracing an export,
+        so that the graph computes what depends on them for each input size."""
+        height, width = feature_map.shape[-2:]
+        return height, width

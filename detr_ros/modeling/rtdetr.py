@@ -27,20 +27,3 @@ class RTDETR(nn.Module):
     def forward(self, images, targets=None):
         features = self.backbone(images)
         return self.decoder(self.encoder(features), targets)
-
-    def deploy(self, input_size=None):
-        """Eval mode, rewritten for inference with the same outputs: RepVGG blocks fused, linear maps
-        that follow one another folded into one (see HybridEncoder.deploy, RTDETRTransformer.deploy).
-        input_size: (H, W) when the model will only see that size (a fixed-size export); a deployed
-        model can be handed it in a second call.
-
-        The deployed model's state dict differs from the trained one, so save checkpoints before this.
-        """
-        self.eval()
-        # One input size: sizes taken from tensors become constants in a trace (anchors, position
-        # embedding), where otherwise the graph computes them for each input.
-        self.encoder.fixed_size = self.decoder.fixed_size = input_size is not None
-        self.backbone.deploy(input_size)
-        self.encoder.deploy()
-        self.decoder.deploy()
-        return self

@@ -16,7 +16,7 @@ from torch import nn
 from detr_ros.modeling.box_ops import inverse_sigmoid
 from detr_ros.modeling.deformable_attention import MSDeformableAttention
 from detr_ros.modeling.denoising import make_denoising_queries
-from detr_ros.modeling.layers import MLP, compose_linear, fold_batch_norm, make_activation, pointwise_conv, spatial_size
+from detr_ros.modeling.layers import MLP, make_activation
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -146,8 +146,6 @@ class RTDETRTransformer(nn.Module):
         self.box_noise_scale = box_noise_scale
         self.aux_loss = aux_loss
         self._anchor_cache = {}
-        self.enc_level_proj = None  # set by deploy
-        self.fixed_size = False  # set by RTDETR.deploy when the model will see one input size only
 
         self.input_proj = nn.ModuleList(
             nn.Sequential(
@@ -214,14 +212,14 @@ class RTDETRTransformer(nn.Module):
         return self._anchor_cache[key]
 
     def _encoder_memory(self, level_maps):
-        """enc_output's input, the maps flattened into one sequence: [B, S, D].
-
-        Deployed, enc_output's projection is applied here already, once a level, all but its bias.
-        """
+        """enc_output's input, the maps [B, D, H_l, W_l] flattened into one sequence: [B, S, D]."""
         flat_maps = [m.flatten(2) for m in level_maps]
-        if self.enc_level_proj is not None:
-            flat_maps = [project(m) for project, m in zip(self.enc_level_proj, flat_maps)]
         return torch.cat(flat_maps, dim=2).transpose(1, 2)
+
+    def _encoder_output(self, memory, valid_mask):
+        """enc_output of the memory [B, S, D] at the positions of valid anchors (valid_mask [1, S, 1]),
+        of zeros elsewhere: [B, S, D]."""
+        return self.enc_output(valid_mask.to(memory.dtype) * memory)
 
     def _select_queries(self, level_maps, spatial_shapes):
         """level_maps: list of [B, D, H_l, W_l], spatial_shapes: their (H_l, W_l) -> (content [B, Q, D],
@@ -233,10 +231,7 @@ class RTDETRTransformer(nn.Module):
                 f"fewer than the {self.num_queries} queries to select"
             )
         anchors, valid_mask = self.anchors(spatial_shapes, memory.device, memory.dtype)
-        if self.enc_level_proj is None:
-            output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
-        else:  # projected already, but for the bias: invalid positions project zeros, to the bias
-            output_memory = self.enc_output.norm(valid_mask.to(memory.dtype) * memory + self.enc_output.proj.bias)
+        output_memory = self._encoder_output(memory, valid_mask)
         enc_logits = self.enc_score_head(output_memory)
         _, topk = torch.topk(enc_logits.max(-1).values, self.num_queries, dim=1)
 
@@ -244,8 +239,8 @@ class RTDETRTransformer(nn.Module):
             return x.gather(1, topk.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
         topk_memory, topk_logits = take(output_memory), take(enc_logits)
-        # Boxes only for the selected proposals: the same values, and the 3-layer MLP on every map
-        # position was 3% of the whole model's CPU latency at 640x640.
+        # Boxes only for the selected proposals: the same values, without running the 3-layer MLP
+        # on every map position.
         topk_anchors = take(anchors.expand(memory.shape[0], -1, -1))
         topk_boxes_unact = self.enc_bbox_head(topk_memory) + topk_anchors
         if self.learn_query_content:
@@ -253,23 +248,6 @@ class RTDETRTransformer(nn.Module):
         else:
             content = topk_memory.detach()
         return content, topk_boxes_unact, topk_logits
-
-    @torch.no_grad()
-    def deploy(self):
-        """Fold the input projections (1x1 convolution and batch norm, linear) into the linear maps
-        that read them, enc_output's projection and every layer's value projection (inference only;
-        changes the state dict). The projected maps, [S, D] at every position, are then never built:
-        each of those maps reads the encoder's maps directly, through one 1x1 convolution a level."""
-        if self.enc_level_proj is not None:
-            return
-        projections = [fold_batch_norm(p.conv, p.norm) for p in self.input_proj]
-        enc_weight = self.enc_output.proj.weight  # its bias is added after the valid-anchor mask
-        self.enc_level_proj = nn.ModuleList(
-            pointwise_conv(*compose_linear((enc_weight, None), p), flat=True) for p in projections
-        )
-        for layer in self.decoder.layers:
-            layer.cross_attn.deploy(projections)
-        self.input_proj = nn.ModuleList(nn.Identity() for _ in projections)
 
     def forward(self, feats, targets=None):
         level_maps = [project(feat) for project, feat in zip(self.input_proj, feats)]
@@ -284,7 +262,7 @@ class RTDETRTransformer(nn.Module):
                 self.label_noise_ratio,
                 self.box_noise_scale,
             )
-        spatial_shapes = [spatial_size(m, self.fixed_size) for m in level_maps]
+        spatial_shapes = [self._map_size(m) for m in level_maps]
         content, ref_unact, enc_topk_logits = self._select_queries(level_maps, spatial_shapes)
         enc_topk_boxes = ref_unact.sigmoid()
         ref_unact = ref_unact.detach()
@@ -316,6 +294,12 @@ class RTDETRTransformer(nn.Module):
                 out["dn_aux_outputs"] = _pairs(dn_logits, dn_boxes)
                 out["dn_meta"] = dn_meta
         return out
+
+    def _map_size(self, feature_map):
+        """(H, W) of a [..., H, W] map as the tensor gives them: traced values while tracing an export,
+        so that the graph computes the anchors and sampling grids for each input size."""
+        height, width = feature_map.shape[-2:]
+        return height, width
 
 
 def _pairs(logits, boxes):
