@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import detr_ros
-from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.errors import ConfigError
 from detr_ros.export.deploy import deploy_for_inference
 from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.export.verify import verify_export

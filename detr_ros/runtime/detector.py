@@ -21,7 +21,7 @@ import onnxruntime as ort
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
 from detr_ros.runtime.cpu import int8_weights_problem
-from detr_ros.runtime.detections import (DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, Detections, check_fraction,
+from detr_ros.runtime.detections import (DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction,
                                          select)
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
 from detr_ros.runtime.model_file import check_model_file, file_digest
