@@ -24,7 +24,9 @@ from detr_ros.tools.demo import average_precision_50
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Issue 7's bar for the shortened demo.
+# What the shipped model is made for on the demo's camera (its frames are harder than the held-out
+# scenes: motion, other sizes); a broken pipeline (boxes in the wrong pixels, wrong classes or stamps)
+# scores near 0.
 SHIPPED_MODEL_AP50_FLOOR = 0.8
 
 
@@ -54,9 +56,6 @@ def test_quick_demo_answers_frames_and_finds_the_ground_truth(ros_env, tmp_path)
     assert summary["frames_answered"] > 0
     assert summary["frames_in"] >= summary["frames_answered"]
     assert summary["dropped"] == summary["frames_in"] - summary["frames_answered"]
-    # Measured 0.861 over these 40 frames at the detector's defaults (threshold 0.4, duplicates
-    # suppressed above IoU 0.8); the previous model 0.832. A broken pipeline (boxes in the wrong
-    # pixels, wrong classes or stamps) scores near 0.
     assert summary["ap50"] > SHIPPED_MODEL_AP50_FLOOR, summary
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     # The printed table carries the same figures and the paths.

@@ -22,13 +22,12 @@ from detr_ros.runtime.preprocess import Preprocessor
 LOG = logging.getLogger("detr_ros.export")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # Every operator onnxruntime can quantize, so that activations, adds and concatenations between
-# convolutions stay int8 (no DequantizeLinear/QuantizeLinear pair around each: about 10% of the
-# INT8 latency on RT-DETR-R18), except the query side of the decoder, its heads and the
-# post-processing: they run on a few hundred queries, so float costs little (int8 decoder layers ran
-# no faster: 0.99x on RT-DETR-R18 at 640x640), and int8 there cost the small synthetic-scene RT-DETR
-# 1.5 AP points. RT-DETR's encoder layer (attention over the cells of the coarsest map, 400 at
-# 640x640) stays float too: int8 ran it slower (10.1 against 8.6 ms on RT-DETR-R18). The projections
-# that run on every feature-map cell (the value and enc_output projections, the encoder heads) stay int8.
+# convolutions stay int8 (no DequantizeLinear/QuantizeLinear pair around each), except the query side
+# of the decoder, its heads and the post-processing: they run on a few hundred queries, so float costs
+# little, int8 runs them no faster, and it costs accuracy there. RT-DETR's encoder layer (attention
+# over the cells of the coarsest map) stays float too: onnxruntime runs its int8 form slower than
+# float. The projections that run on every feature-map cell (the value and enc_output projections,
+# the encoder heads) stay int8.
 FLOAT_SCOPES = ("/decoder/decoder/", "/transformer/decoder/", "query_pos_head", "bbox_embed", "class_embed",
                 "/postprocessor/", "/encoder/encoder.")
 INT8_INSIDE_FLOAT_SCOPES = ("value_proj",)
@@ -36,7 +35,7 @@ INT8_INSIDE_FLOAT_SCOPES = ("value_proj",)
 FLOAT_OPS = ("LayerNormalization",)
 NON_FINITE_STAND_IN = 1e6
 # Calibration keeps every intermediate tensor of the images it is handed before folding them into
-# the histograms: about 0.7 GB an image for RT-DETR-R18 at 640x640, so hand it one at a time.
+# the histograms, most of a gigabyte an image for RT-DETR-R18 at 640x640: hand it one at a time.
 CALIBRATION_IMAGES_IN_MEMORY = 1
 # Percentile ranges: MinMax lets a few outlier activations coarsen every other value's quantum.
 CALIBRATION_PERCENTILE = 99.999
@@ -135,9 +134,9 @@ def upsampling_as_copies(model_proto):
     """Rewrite each nearest upsampling by an integer factor k as a copy in channels-last order (in
     place): [B, C, H, W] -> [B, H, 1, W, 1, C] -> expanded to [B, H, k, W, k, C] -> [B, C, kH, kW].
 
-    onnxruntime runs int8 maps channels-last, where it resizes slowly and copies fast (RT-DETR-R18
-    at 640x640: 2.5-4 ms for the two resizes, 0.2 ms as copies), and the transposes cancel those
-    around its int8 convolutions. In float, Resize is the faster: the FP32 file keeps it.
+    onnxruntime runs int8 maps channels-last, where it resizes an order of magnitude slower than it
+    copies, and the transposes cancel those around its int8 convolutions. In float, Resize is the
+    faster: the FP32 file keeps it.
     """
     graph = model_proto.graph
     opset = next((entry.version for entry in model_proto.opset_import if entry.domain in ("", "ai.onnx")), 0)
