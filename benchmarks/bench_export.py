@@ -31,6 +31,7 @@ import transformers
 
 from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.runtime.metadata import ModelMetadata
+from results import headline, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 R18_BACKBONE = dict(hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic", embedding_size=64,
@@ -158,7 +159,7 @@ def main():
                         help="trained checkpoint for the INT8 AP delta (skipped when missing)")
     parser.add_argument("--heldout-images", type=int, default=200)
     parser.add_argument("--scene-size", default="320x320", help="synthetic scenes WIDTHxHEIGHT")
-    parser.add_argument("--json", type=Path, help="summary JSON (default: WORK/summary.json)")
+    parser.add_argument("--json", type=Path, help="result JSON (default: benchmarks/results/bench_export.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = args.work
@@ -194,10 +195,23 @@ def main():
         summary["trained_int8"] = evaluate_int8_ap(work, args.checkpoint, args)
     else:
         print(f"no trained checkpoint at {args.checkpoint}: INT8 AP delta not measured")
-    output = args.json or work / "summary.json"
-    output.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"wrote {output}")
+    headlines = [
+        headline("our FP32 export / transformers' plain export, inference latency (ratio of medians)",
+                 f"{summary['ours_over_hf_inference']:.3f}", "<= 0.85"),
+        headline("pre- and post-processing / inference", f"{100 * summary['pre_post_share_of_inference']:.2f}%", "< 3%"),
+        headline("INT8 speed-up over our FP32 (ratio of medians)", f"{summary['int8_speedup_over_fp32']:.2f}x",
+                 f">= {INT8_SPEEDUP_TARGET}x"),
+        headline("INT8 speed-up the profile allows (convolutions at INT8 speed, the rest as FP32)",
+                 f"{summary['int8_profile']['int8_speedup_bound']:.2f}x"),
+    ]
+    if "trained_int8" in summary:
+        trained = summary["trained_int8"]
+        headlines.append(headline(f"{args.checkpoint.name}: INT8 AP - FP32 AP, {args.heldout_images} held-out scenes",
+                                  f"{trained['AP_delta_points']:+.2f} points ({trained['fp32_AP']:.3f} -> "
+                                  f"{trained['int8_AP']:.3f}), {trained['int8_speedup']:.2f}x faster", "within 1 point"))
+    write_result("bench_export", "ONNX Runtime CPU: RT-DETR-R18-vd 640x640, batch 1, "
+                 f"{args.threads} threads", summary, headlines, args.json)
 
 
 if __name__ == "__main__":

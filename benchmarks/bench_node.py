@@ -1,6 +1,6 @@
 """Detector node benchmark: publisher -> detector node (its own process) -> subscriber, over DDS.
 
-  .venv/bin/python benchmarks/bench_node.py [--model models/synthetic_rtdetr.onnx] [--out out/bench_node.json]
+  .venv/bin/python benchmarks/bench_node.py [--model models/synthetic_rtdetr.onnx] [--out PATH]
 
 Measures, at 640x480 rgb8 by default:
   1. end-to-end latency (publish -> Detection2DArray received) p50/p99, one frame at a time;
@@ -15,7 +15,6 @@ Prints the figures and writes them as JSON.
 """
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import numpy as np
 import yaml
 
 from detr_ros.ros.loopback_dds import keep_dds_on_loopback
+from results import headline, write_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "bench/image"
@@ -214,7 +214,7 @@ def main(argv=None):
     parser.add_argument("--overload-rate", type=float, default=30.0)
     parser.add_argument("--overload-seconds", type=float, default=10.0)
     parser.add_argument("--memory-frames", type=int, default=10_000)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_node.json")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/bench_node.json)")
     args = parser.parse_args(argv)
     hermetic_dds()
 
@@ -281,9 +281,21 @@ def main(argv=None):
     memory = result["memory_mib"]
     print(f"  resident memory         {memory['after_warm_up']} MiB after warm-up, {memory['after_frames']} MiB "
           f"after {memory['frames']} more frames ({memory['growth']:+} MiB)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  wrote {args.out}")
+    end_to_end = result["end_to_end_latency_ms"]
+    headlines = [
+        headline("node overhead (receive to publish, less the Detector call) / inference",
+                 f"{100 * result['node_overhead_fraction_of_inference']:.1f}% "
+                 f"({result['node_overhead_p50_ms']} of {result['node_inference_p50_ms']} ms)", "< 3%"),
+        headline("Detector call inside the node / bare Detector.detect in one process",
+                 f"{result['node_inference_over_bare_detect']:.3f}", "<= 1.05"),
+        headline("end-to-end latency, camera publish to detections received", f"p50 {end_to_end['p50']} ms, "
+                 f"p99 {end_to_end['p99']} ms"),
+        headline(f"frames answered at {overload['rate_hz']:g} Hz for {overload['seconds']:g} s",
+                 f"{overload['answered']} of {overload['published']}, frame age p99 {overload['frame_age_ms']['p99']} ms"),
+        headline(f"resident memory growth over {memory['frames']} frames", f"{memory['growth']:+} MiB"),
+    ]
+    write_result("bench_node", f"Camera -> detector node -> subscriber ({result['image']}, {Path(result['model']).name}, "
+                 f"{result['provider']})", result, headlines, args.out)
     return 0 if exit_code == 0 else 1
 
 

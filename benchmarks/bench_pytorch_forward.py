@@ -4,12 +4,10 @@ R18-vd (transformers' R18 settings) at 640x640, batch 1, CPU, inference mode. Th
 alternately in one process so that machine load affects both alike; the table gives the median
 time of each and the ratio ours / transformers (below 1: ours is faster). Also writes JSON.
 
-    python benchmarks/bench_pytorch_forward.py [--runs 20] [--threads 2] [--json out/bench_pytorch_forward.json]
+    python benchmarks/bench_pytorch_forward.py [--runs 20] [--threads 2] [--json PATH]
 """
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -17,6 +15,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from results import headline, write_result
 
 
 def build_pair(size):
@@ -50,7 +50,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--json", type=Path, default=Path("out/bench_pytorch_forward.json"))
+    parser.add_argument("--json", type=Path, default=None,
+                        help="result JSON (default: benchmarks/results/bench_pytorch_forward.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -77,27 +78,14 @@ def main(argv=None):
         print(f"{name:<14}{medians[name]:>12.1f}{min(values):>10.1f}{max(values):>10.1f}")
     print(f"ratio detr_ros / transformers: {ratio:.3f}   (max |boxes diff| {difference:.1e})")
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "benchmark": "pytorch_forward_rtdetr_r18vd",
-                "input": [1, 3, args.size, args.size],
-                "threads": args.threads,
-                "runs": args.runs,
-                "median_ms": medians,
-                "times_ms": times,
-                "ratio_ours_over_transformers": ratio,
-                "max_abs_boxes_diff": difference,
-                "torch": torch.__version__,
-                "transformers": sys.modules["transformers"].__version__,
-                "machine": platform.machine(),
-                "processor": platform.processor(),
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {args.json}")
+    figures = {"input": [1, 3, args.size, args.size], "threads": args.threads, "runs": args.runs,
+               "median_ms": medians, "times_ms": times, "ratio_ours_over_transformers": ratio,
+               "max_abs_boxes_diff": difference, "transformers": sys.modules["transformers"].__version__}
+    headlines = [headline("detr_ros / transformers, eager forward latency (ratio of medians)", f"{ratio:.3f}"),
+                 headline("medians", f"{medians['detr_ros']:.1f} ms against {medians['transformers']:.1f} ms"),
+                 headline("largest box difference between the two", f"{difference:.1e}")]
+    write_result("bench_pytorch_forward", f"Eager PyTorch forward: RT-DETR-R18-vd {args.size}x{args.size}, batch 1, "
+                 f"{args.threads} threads", figures, headlines, args.json)
     return 0
 
 
