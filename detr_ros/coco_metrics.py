@@ -1,4 +1,4 @@
-"""COCO box mAP with pycocotools, shared by ``detr-ros eval``/training (offline) and the demo.
+"""COCO results and box mAP with pycocotools, shared by ``detr-ros eval``/training, detect and the demo.
 
 numpy and pycocotools only (no torch), so that the demo's scoring runs wherever the node runs.
 """
@@ -6,7 +6,30 @@ numpy and pycocotools only (no torch), so that the demo's scoring runs wherever 
 import contextlib
 import io
 
+import numpy as np
+
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def coco_results(image_id, boxes, scores, class_ids, category_ids):
+    """COCO results entries of one image's detections, the one writer of them.
+
+    boxes: [n, 4] xyxy in source pixels; scores: [n]; class_ids: [n] training-class indices (numpy arrays,
+    CPU tensors or lists); category_ids: the dataset category id of each training class. A class id
+    without an entry there is written as itself: the identity mapping the runtime also assumes for a
+    model that carries no category ids.
+    Returns [{"image_id", "category_id", "bbox": [x, y, w, h] pixels to 0.01, "score" to 1e-5}].
+    """
+    category_ids = list(category_ids)
+    results = []
+    for (x0, y0, x1, y1), score, class_id in zip(np.asarray(boxes, np.float64).reshape(-1, 4).tolist(),
+                                                 np.asarray(scores, np.float64).reshape(-1).tolist(),
+                                                 np.asarray(class_ids, np.int64).reshape(-1).tolist()):
+        category = category_ids[class_id] if 0 <= class_id < len(category_ids) else class_id
+        results.append({"image_id": int(image_id), "category_id": int(category),
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "score": round(score, 5)})
+    return results
 
 
 def load_coco_ground_truth(annotation_file):

@@ -17,7 +17,7 @@ from detr_ros.modeling.checkpoint import save_checkpoint
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.synthetic import CATEGORY_IDS, CLASS_NAMES, SceneVideo
 from detr_ros.tools import explain
-from detr_ros.tools.detect import CheckpointDetector
+from detr_ros.tools.checkpoint_detector import CheckpointDetector
 
 TINY = {
     "rtdetr": dict(num_classes=len(CLASS_NAMES), num_queries=20, hidden_dim=32, input_size=[128, 128],

@@ -1,10 +1,9 @@
 """Detector: an ONNX RT-DETR model behind one call, image in, Detections out.
 
 Loading picks the first available execution provider of an ordered preference, reads the file's
-metadata (or falls back for foreign files) and recognises its signature. Each call pre-processes
-into buffers taken from a pool (allocated once per batch size, so concurrent callers never share
-one), runs the session (onnxruntime sessions are safe to run from several threads) and filters
-the outputs with the call's threshold, class allow-list and maximum count.
+metadata (or falls back for foreign files) and recognises its signature. The calls themselves
+(pre-processing, selection) are the DetectionPipeline's; the Detector runs the onnxruntime
+session, which is safe to run from several threads.
 """
 
 import hashlib
@@ -12,20 +11,17 @@ import logging
 import os
 import platform
 import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
 from detr_ros.runtime.cpu import int8_weights_problem
-from detr_ros.runtime.detections import (DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction,
-                                         select)
+from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
 from detr_ros.runtime.model_file import check_model_file, file_digest
-from detr_ros.runtime.preprocess import Placement, Preprocessor
+from detr_ros.runtime.pipeline import DetectionPipeline, check_selection
 from detr_ros.runtime.providers import (
     SHORT_NAMES,
     TensorRTOptions,
@@ -63,25 +59,15 @@ def session_options(threads, thread_spinning=True):
     return options
 
 
-class _Workspace:
-    """Input buffers for one batch size: blob [B,3,H,W] float32, sizes [B,2] int64, uint8 canvases."""
-
-    def __init__(self, batch, preprocessor):
-        height, width = preprocessor.input_size
-        self.blob = np.zeros((batch, 3, height, width), np.float32)
-        self.sizes = np.empty((batch, 2), np.int64)
-        self.canvases = preprocessor.new_canvases()
-
-
-class Detector:
+class Detector(DetectionPipeline):
     """Runs an ONNX detection model on numpy images.
 
     model_path: ONNX file (detr_ros export, official RT-DETR-family export or Ultralytics RT-DETR).
     providers: ordered preference from "tensorrt", "cuda", "cpu"; the first available one is used.
     threads: CPU intra-op threads (None: onnxruntime's default, one per physical core).
     thread_spinning: let idle CPU threads busy-wait for work. Fastest for back-to-back runs in an
-    otherwise idle process (12% on the shipped model here); a process whose other threads need the
-    CPU between runs, like the detector node, does better without.
+    otherwise idle process; a process whose other threads need the CPU between runs, like the
+    detector node, does better without.
     tensorrt_options: dict of TensorRTOptions fields. labels_path: class names, one per line.
     input_size: (H, W) for graphs with a dynamic image size and no size in their metadata.
     score_threshold, classes, max_detections, duplicate_iou: defaults for each call (see detect_batch).
@@ -95,8 +81,7 @@ class Detector:
         self.model_path = check_model_file(model_path)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads={threads!r}, expected a positive integer or None")
-        self.score_threshold, self.classes, self.max_detections, self.duplicate_iou = self._call_settings(
-            score_threshold, classes, max_detections, duplicate_iou)
+        selection = check_selection(score_threshold, classes, max_detections, duplicate_iou)
         self.model_sha256, has_qdq = file_digest(self.model_path)
         self._thread_spinning = thread_spinning
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -107,21 +92,17 @@ class Detector:
         self.provider = self._session.get_providers()[0]
 
         props = self._session.get_modelmeta().custom_metadata_map
-        self._contract = contracts.recognise(self._session.get_inputs(), self._session.get_outputs(),
-                                             self.model_path, props)
-        self.metadata = parse_metadata(props, self.model_path, declared_input_size=self._contract.input_size,
-                                       labels_path=labels_path)
+        contract = contracts.recognise(self._session.get_inputs(), self._session.get_outputs(), self.model_path, props)
+        metadata = parse_metadata(props, self.model_path, declared_input_size=contract.input_size,
+                                  labels_path=labels_path)
         if input_size is not None:
-            if self._contract.input_size is not None and tuple(input_size) != self._contract.input_size:
+            if contract.input_size is not None and tuple(input_size) != contract.input_size:
                 raise ConfigError(f"input_size={list(input_size)} but {self.model_path} has a fixed input "
-                                  f"{list(self._contract.input_size)}")
-            self.metadata.input_size = tuple(int(v) for v in input_size)
-        self._complete_class_names()
-        self._output_names = self._contract.output_names(self._session.get_outputs())
-        self._preprocessor = Preprocessor(self.metadata.input_size, self.metadata.resize_mode,
-                                          self.metadata.color_order, self.metadata.scale_factor)
-        self._pool_lock = threading.Lock()
-        self._free_workspaces = {}
+                                  f"{list(contract.input_size)}")
+            metadata.input_size = tuple(int(v) for v in input_size)
+        self._complete_class_names(contract, metadata)
+        self._output_names = contract.output_names(self._session.get_outputs())
+        super().__init__(contract, metadata, selection)
         if self.provider == "TensorrtExecutionProvider" and self.metadata.quantization == QUANTIZATION_INT8_QDQ:
             LOG.warning("detector %s: this INT8 file is quantized for the CPU (uint8 activations with zero points), "
                         "which TensorRT cannot run in INT8; use the FP32 file (FP16) or export with --int8-symmetric",
@@ -133,128 +114,22 @@ class Detector:
                             self.model_path.name, problem)
         skipped_text = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         LOG.info("detector %s: %s signature, input %dx%d %s, %d classes, running on %s%s",
-                 self.model_path.name, self._contract.kind, *self.metadata.input_size, self.metadata.resize_mode,
+                 self.model_path.name, self.signature, *self.metadata.input_size, self.metadata.resize_mode,
                  len(self.class_names), self.provider, f" (skipped {skipped_text})" if skipped else "")
 
-    @property
-    def class_names(self):
-        return self.metadata.class_names
+    def _run_model(self, feeds):
+        return self._session.run(self._output_names, feeds)
 
-    @property
-    def category_ids(self):
-        return self.metadata.category_ids
-
-    @property
-    def input_size(self):
-        """(H, W) of the network input."""
-        return self.metadata.input_size
-
-    @property
-    def signature(self):
-        """"official" or "ultralytics"."""
-        return self._contract.kind
-
-    def class_name(self, class_id):
-        names = self.metadata.class_names
-        return names[class_id] if 0 <= class_id < len(names) else f"class_{class_id}"
-
-    def detect(self, image, color_order="bgr", **settings):
-        """Detections of one image: uint8 [H,W,3] ("bgr"/"rgb"), [H,W,4] ("bgra"/"rgba") or [H,W] ("gray").
-
-        settings: score_threshold, classes, max_detections, duplicate_iou, timings (see detect_batch).
-        """
-        return self.detect_batch([image], color_order, **settings)[0]
-
-    def detect_batch(self, images, color_orders="bgr", *, score_threshold=None, classes=None, max_detections=None,
-                     duplicate_iou=None, timings=None):
-        """Detections of each image, run through the model in batches.
-
-        color_orders: one order for all images or one per image.
-        score_threshold, classes (allowed class ids), max_detections, duplicate_iou (same-class boxes
-        overlapping more than this count once; 1.0 keeps all): None takes the Detector's default.
-        timings: optional dict; seconds spent are added under preprocess_s, inference_s, postprocess_s.
-        """
-        images = list(images)
-        if isinstance(color_orders, str):
-            color_orders = [color_orders] * len(images)
-        if len(color_orders) != len(images):
-            raise ValueError(f"{len(color_orders)} color orders for {len(images)} images")
-        selection = self._call_settings(
-            self.score_threshold if score_threshold is None else score_threshold,
-            self.classes if classes is None else classes,
-            self.max_detections if max_detections is None else max_detections,
-            self.duplicate_iou if duplicate_iou is None else duplicate_iou)
-        chunk = self._contract.batch or max(len(images), 1)
-        results = []
-        for start in range(0, len(images), chunk):
-            results += self._run_chunk(images[start:start + chunk], color_orders[start:start + chunk],
-                                       chunk, selection, timings)
-        return results
-
-    def _run_chunk(self, images, color_orders, batch, selection, timings):
-        started = time.perf_counter()
-        workspace = self._acquire(batch)
-        try:
-            placements = []
-            height, width = self.metadata.input_size
-            for index, (image, order) in enumerate(zip(images, color_orders)):
-                placement = self._preprocessor.fill(workspace.blob[index], image, order, workspace.canvases)
-                if self._contract.kind == "official" and self.metadata.resize_mode == "stretch":
-                    # The graph scales its boxes to orig_target_sizes itself: hand it the source size.
-                    workspace.sizes[index] = (placement.width, placement.height)
-                    placement = Placement.identity(placement.height, placement.width)
-                else:
-                    workspace.sizes[index] = (width, height)
-                placements.append(placement)
-            workspace.blob[len(images):] = 0  # a fixed-batch graph given fewer images
-            workspace.sizes[len(images):] = (width, height)
-            preprocessed = time.perf_counter()
-            outputs = self._session.run(self._output_names, self._contract.feeds(workspace.blob, workspace.sizes))
-        finally:
-            self._release(batch, workspace)
-        inferred = time.perf_counter()
-        boxes, scores, labels = self._contract.decode(outputs, self.metadata.input_size)
-        threshold, allowed, limit, duplicate_iou = selection
-        results = [select(boxes[i], scores[i], labels[i], placements[i], score_threshold=threshold,
-                          classes=allowed, max_detections=limit, duplicate_iou=duplicate_iou)
-                   for i in range(len(images))]
-        if timings is not None:
-            finished = time.perf_counter()
-            for key, seconds in (("preprocess_s", preprocessed - started), ("inference_s", inferred - preprocessed),
-                                 ("postprocess_s", finished - inferred)):
-                timings[key] = timings.get(key, 0.0) + seconds
-        return results
-
-    def _acquire(self, batch):
-        with self._pool_lock:
-            free = self._free_workspaces.setdefault(batch, [])
-            if free:
-                return free.pop()
-        return _Workspace(batch, self._preprocessor)
-
-    def _release(self, batch, workspace):
-        with self._pool_lock:
-            self._free_workspaces[batch].append(workspace)
-
-    @staticmethod
-    def _call_settings(score_threshold, classes, max_detections, duplicate_iou):
-        if not isinstance(max_detections, int) or max_detections < 1:
-            raise ConfigError(f"max_detections={max_detections!r}, expected a positive integer")
-        if classes is not None:
-            classes = np.asarray(list(classes), np.int64)
-        return (check_fraction("score_threshold", score_threshold), classes, max_detections,
-                check_fraction("duplicate_iou", duplicate_iou))
-
-    def _complete_class_names(self):
-        num_classes = self._contract.num_classes
-        names = self.metadata.class_names
+    def _complete_class_names(self, contract, metadata):
+        num_classes = contract.num_classes
+        names = metadata.class_names
         if num_classes is None:
             return
         if names and len(names) != num_classes:
             raise ModelFileError(f"{self.model_path}: {len(names)} class names for a graph with {num_classes} classes")
         if not names:
-            self.metadata.class_names = [f"class_{i}" for i in range(num_classes)]
-            self.metadata.category_ids = list(range(num_classes))
+            metadata.class_names = [f"class_{i}" for i in range(num_classes)]
+            metadata.category_ids = list(range(num_classes))
 
     def _open_session(self, providers, threads, tensorrt_options, device_id, has_qdq, cache_optimized_model):
         """The first provider of the list that starts wins; the others fall back in order."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from detr_ros.coco_metrics import coco_evaluate, ground_truth_from_dict
+from detr_ros.coco_metrics import coco_evaluate, coco_results, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -268,10 +268,9 @@ def average_precision_50(frames, num_classes):
             x0, y0, x1, y1 = truth["box"]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": truth["class_id"],
                                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
-        for detection in frame["detections"]:
-            x0, y0, x1, y1 = detection["box"]
-            results.append({"image_id": image_id, "category_id": detection["class_id"],
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": detection["score"]})
+        found = frame["detections"]
+        results += coco_results(image_id, [d["box"] for d in found], [d["score"] for d in found],
+                                [d["class_id"] for d in found], range(num_classes))
     if not annotations:
         return None
     truth = ground_truth_from_dict({"images": images, "annotations": annotations,

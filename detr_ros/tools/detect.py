@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detr_ros.coco_metrics import coco_results
 from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
 from detr_ros.ros.debug_image import draw_detections
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
@@ -64,50 +65,6 @@ class Frame:
     stamp_ns: int = None
 
 
-class CheckpointDetector:
-    """A detr_ros checkpoint in PyTorch behind the runtime Detector's ``detect`` call.
-
-    The model and post-processing are what ``detr-ros export`` puts in the ONNX graph, and the
-    pre-processing is the runtime's (stretch to the config's input size, RGB, 1/255), so the
-    results are those of the checkpoint's export.
-    """
-
-    def __init__(self, path, score_threshold=DEFAULT_SCORE_THRESHOLD, duplicate_iou=DEFAULT_DUPLICATE_IOU):
-        import torch
-
-        from detr_ros.export.onnx_export import deployed_detector
-        from detr_ros.runtime.preprocess import Preprocessor
-
-        self._torch = torch
-        self.deployed, self.config, checkpoint = deployed_detector(path)
-        self.model = self.deployed.model
-        self.class_names = list(checkpoint["class_names"])
-        self.category_ids = [int(c) for c in checkpoint["category_ids"]]
-        self.score_threshold, self.duplicate_iou = score_threshold, duplicate_iou
-        self._preprocessor = Preprocessor(self.config.input_size, "stretch", "rgb", 1.0 / 255.0)
-        self._canvases = self._preprocessor.new_canvases()
-        self._blob = np.zeros((1, 3, *self.config.input_size), np.float32)
-
-    def network_input(self, image, color_order):
-        """(images [1, 3, H, W] float tensor RGB in [0, 1], the image's runtime Placement)."""
-        placement = self._preprocessor.fill(self._blob[0], image, color_order, self._canvases)
-        return self._torch.from_numpy(self._blob), placement
-
-    def detect(self, image, color_order="bgr"):
-        from detr_ros.runtime.detections import select
-        from detr_ros.runtime.preprocess import Placement
-
-        images, placement = self.network_input(image, color_order)
-        sizes = self._torch.tensor([[placement.width, placement.height]], dtype=self._torch.int64)
-        with self._torch.no_grad():
-            labels, boxes, scores = self.deployed(images, sizes)
-        # The post-processing already scaled the boxes to the source image.
-        return select(boxes[0].numpy(), scores[0].numpy(), labels[0].numpy(),
-                      Placement.identity(placement.height, placement.width),
-                      score_threshold=self.score_threshold, classes=None, max_detections=100,
-                      duplicate_iou=self.duplicate_iou)
-
-
 def load_detector(path, score_threshold, duplicate_iou):
     """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
     check_fraction("--score-threshold", score_threshold)
@@ -115,7 +72,9 @@ def load_detector(path, score_threshold, duplicate_iou):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return CheckpointDetector(path, score_threshold, duplicate_iou)
+        from detr_ros.tools.checkpoint_detector import CheckpointDetector
+
+        return CheckpointDetector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou)
     from detr_ros.runtime import Detector
 
     return Detector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou)
@@ -278,18 +237,6 @@ class Outputs:
         self._videos.clear()
 
 
-def coco_results(image_id, detections, category_ids):
-    """COCO results entries of one image: bbox [x, y, w, h] pixels and the dataset category id."""
-    results = []
-    for (x0, y0, x1, y1), score, class_id in zip(detections.boxes.tolist(), detections.scores.tolist(),
-                                                 detections.class_ids.tolist()):
-        category = category_ids[class_id] if 0 <= class_id < len(category_ids) else class_id
-        results.append({"image_id": image_id, "category_id": int(category),
-                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                        "score": round(score, 5)})
-    return results
-
-
 def _stream_frames(kind, path, topics):
     """(frames, how to name and pace the stream's video or None for stills)."""
     if kind == "image":
@@ -338,7 +285,8 @@ def run(args):
                 if frame.stamp_ns is not None:
                     entry["stamp_ns"] = frame.stamp_ns
                 images.append(entry)
-                results += coco_results(image_id, detections, detector.category_ids)
+                results += coco_results(image_id, detections.boxes, detections.scores, detections.class_ids,
+                                        detector.category_ids)
                 labels = [names[c] if 0 <= c < len(names) else f"class_{c}" for c in detections.class_ids.tolist()]
                 drawn = cv2.cvtColor(draw_detections(frame.image, frame.color_order, detections.boxes,
                                                      detections.scores, detections.class_ids, labels),

@@ -236,7 +236,7 @@ def explain_rtdetr(model, images, image_bgr, class_names, count, threshold):
 
 
 def run(args):
-    from detr_ros.tools.detect import CheckpointDetector
+    from detr_ros.tools.checkpoint_detector import CheckpointDetector
 
     if args.detections < 1:
         raise ConfigError(f"--detections {args.detections}, expected at least 1")

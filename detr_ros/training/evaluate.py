@@ -13,20 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detr_ros.coco_metrics import SUMMARY_KEYS, coco_evaluate, load_coco_ground_truth
+from detr_ros.coco_metrics import SUMMARY_KEYS, coco_evaluate, coco_results, load_coco_ground_truth
 from detr_ros.errors import DatasetError, ModelFileError
 from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.transforms import resize_and_sanitize
-
-
-def detections_from_outputs(labels, boxes, scores, image_ids, category_ids):
-    """Post-processed batch (labels [B, K], boxes xyxy pixels [B, K, 4], scores [B, K]) -> COCO results."""
-    results = []
-    for image_labels, image_boxes, image_scores, image_id in zip(labels, boxes, scores, image_ids):
-        for label, (x0, y0, x1, y1), score in zip(image_labels.tolist(), image_boxes.tolist(), image_scores.tolist()):
-            results.append({"image_id": int(image_id), "category_id": int(category_ids[label]),
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
-    return results
 
 
 @torch.no_grad()
@@ -44,8 +34,8 @@ def predict_pytorch(model, dataset, category_ids, input_size, *, num_top_queries
         sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
         labels, boxes, scores = postprocess(outputs["pred_logits"], outputs["pred_boxes"], sizes,
                                             num_top_queries=num_top_queries, score_mode=score_mode)
-        results += detections_from_outputs(labels.cpu(), boxes.cpu(), scores.cpu(),
-                                           [t["image_id"] for t in targets], category_ids)
+        for image_labels, image_boxes, image_scores, target in zip(labels.cpu(), boxes.cpu(), scores.cpu(), targets):
+            results += coco_results(target["image_id"], image_boxes, image_scores, image_labels, category_ids)
     return results
 
 
@@ -69,9 +59,7 @@ def predict_onnx(model_path, dataset, *, threads=None):
     for index, entry in enumerate(dataset.images):
         rgb = np.ascontiguousarray(dataset.read_image(index).permute(1, 2, 0).numpy())
         found = detector.detect(rgb, color_order="rgb")
-        for (x0, y0, x1, y1), score, class_id in zip(found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist()):
-            results.append({"image_id": entry["id"], "category_id": int(detector.category_ids[class_id]),
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+        results += coco_results(entry["id"], found.boxes, found.scores, found.class_ids, detector.category_ids)
     return results
 
 
