@@ -27,7 +27,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.errors import ConfigError, DetrRosError
 from detr_ros.ros import messages
-from detr_ros.ros.debug_image import draw_detections
+from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.detector_parameters import (
     PARAMETERS,
     SPECS,

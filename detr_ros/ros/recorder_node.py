@@ -27,7 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.errors import DetrRosError
-from detr_ros.ros.debug_image import draw_detections, tile_grid
+from detr_ros.runtime.drawing import draw_detections, tile_grid
 from detr_ros.ros.detector_parameters import RELIABILITIES, ParameterSpec, camera_topics
 from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message

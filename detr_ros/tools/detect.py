@@ -21,7 +21,7 @@ import numpy as np
 
 from detr_ros.coco_metrics import coco_results
 from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
-from detr_ros.ros.debug_image import draw_detections
+from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction
 

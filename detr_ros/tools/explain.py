@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from detr_ros.errors import ConfigError, DatasetError
-from detr_ros.ros.debug_image import class_colour, tile_grid
+from detr_ros.runtime.drawing import class_colour, tile_grid
 
 DEFAULT_OUT = Path("out") / "explain"
 PANEL_WIDTH = 360

@@ -11,7 +11,7 @@ from std_msgs.msg import Header
 
 from detr_ros.errors import ConfigError
 from detr_ros.ros import messages
-from detr_ros.ros.debug_image import draw_detections
+from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.detector_parameters import (
     SPECS,
     camera_topics,

@@ -1,4 +1,4 @@
-"""The debug image: the camera frame with each detection's box, class name and score drawn."""
+"""Detections drawn on a picture (the debug image, annotated outputs) and pictures tiled into a sheet."""
 
 import colorsys
 
