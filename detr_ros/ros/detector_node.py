@@ -14,20 +14,17 @@ import sys
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import NameValidationException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from detr_ros.errors import ConfigError, DetrRosError
+from detr_ros.errors import ConfigError
 from detr_ros.ros import messages
-from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.detector_parameters import (
     PARAMETERS,
     SPECS,
@@ -37,10 +34,12 @@ from detr_ros.ros.detector_parameters import (
     tensorrt_options,
 )
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
+from detr_ros.ros.executable import run_node
 from detr_ros.ros.latest_frames import Frame, LatestFrames
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
 from detr_ros.ros.node_statistics import StreamStatistics
+from detr_ros.ros.parameters import declare_parameters
 from detr_ros.runtime import Detector
+from detr_ros.runtime.drawing import draw_detections
 
 NODE_NAME = "detr_detector"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -80,7 +79,6 @@ class Camera:
 class DetectorNode(Node):
     """Loads the model named by the parameters and serves every configured camera."""
 
-    @exits_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
@@ -92,8 +90,7 @@ class DetectorNode(Node):
             tensorrt_options=tensorrt_options(values),
             labels_path=values["labels_path"] or None,
             device_id=values["device_id"],
-            # Spinning CPU threads slow the executor and DDS threads sharing the cores: with them
-            # off, receive -> publish measured 26-28 ms against 27-31 ms (benchmarks/bench_node.py).
+            # Spinning CPU threads slow the executor and DDS threads that share the cores with them.
             thread_spinning=False,
         )
         self._settings = self._settings_from(values)
@@ -187,7 +184,7 @@ class DetectorNode(Node):
             if self._frames.put(Frame(index, image, color_order, msg.header, received_ns)):
                 camera.statistics.count_dropped()
             # Release the GIL so the woken worker starts now, not after the executor has gone back
-            # to waiting (about 0.5 ms of Python here, a tenth of the node's overhead budget).
+            # to waiting.
             time.sleep(0)
 
         return on_image
@@ -254,33 +251,15 @@ class DetectorNode(Node):
                 self._detector.provider))
         self._diagnostics.publish(array)
 
-    def stop(self):
+    def close(self, interrupted):
         """Let the worker finish its batch and end; called before the node is destroyed."""
         self._frames.close()
         self._worker.join(timeout=10.0)
 
 
 def main(args=None):
-    if help_requested(sys.argv if args is None else args):
-        print(usage("detector", "Detects objects in camera images with an ONNX model and publishes "
-                    "vision_msgs/Detection2DArray per camera.", PARAMETERS))
-        return 0
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DetectorNode()
-        rclpy.spin(node)
-    except DetrRosError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DetectorNode, "detector", "Detects objects in camera images with an ONNX model and publishes "
+                    "vision_msgs/Detection2DArray per camera.", PARAMETERS, args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The detector node's parameters: one table gives each its default, description, limits and
-whether it can change at runtime; plain functions check values and map camera topics.
+"""The detector node's parameters: one table of ParameterSpec rows gives each its default, description,
+limits and whether it can change at runtime; plain functions check values and map camera topics.
 
 Everything here works without a ROS context, so the checks are tested directly and the
 launch file and config/detector.yaml are compared against the same table.
@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detr_ros.errors import ConfigError
+from detr_ros.ros.messages import CLASS_ID_FORMATS
+from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 
 PACKAGE = "detr_ros"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 RELIABILITIES = ("best_effort", "reliable")
-CLASS_ID_FORMATS = ("index", "name")
 INT8_MODES = ("auto", "true", "false")
-STRING_ARRAY = "string_array"  # marks a list parameter declared without a default value
 
 
 def default_model_path():
@@ -34,45 +34,6 @@ def default_model_path():
     candidates.append(Path(sys.prefix) / "share" / PACKAGE / SHIPPED_MODEL)  # pip's data_files
     candidates.append(Path(__file__).resolve().parents[2] / SHIPPED_MODEL)  # a source checkout
     return str(next((path for path in candidates if path.is_file()), candidates[0]))
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    """One parameter: its default decides the ROS type (STRING_ARRAY: a list that starts unset).
-
-    low/high: inclusive range of a number; choices: allowed strings (for a list, of each item).
-    """
-
-    name: str
-    default: object
-    description: str
-    read_only: bool = True
-    low: object = None
-    high: object = None
-    choices: tuple = ()
-
-    def allowed(self):
-        """The allowed values in words, for error messages and the parameter descriptor."""
-        if self.choices:
-            items = ", ".join(self.choices)
-            return f"a list of {items}" if isinstance(self.default, list) else f"one of {items}"
-        if self.low is not None:
-            kind = "an integer" if isinstance(self.default, int) else "a number"
-            return f"{kind} in [{self.low}, {self.high}]"
-        if self.default == STRING_ARRAY or isinstance(self.default, list):
-            return "a list of strings"
-        return {bool: "true or false", str: "a string"}[type(self.default)]
-
-    def problem(self, value):
-        """Why ``value`` is not acceptable (None when it is)."""
-        if self.choices:
-            values = value if isinstance(value, (list, tuple)) else [value]
-            wrong = [v for v in values if v not in self.choices]
-            if wrong or (isinstance(self.default, list) and not values):
-                return f"got {value!r}, expected {self.allowed()}"
-        if self.low is not None and not self.low <= value <= self.high:
-            return f"got {value!r}, expected {self.allowed()}"
-        return None
 
 
 PARAMETERS = (

@@ -19,6 +19,7 @@ from vision_msgs.msg import (
 
 from detr_ros.ros.image_conversion import encode_compressed, encode_image
 
+# ObjectHypothesis.class_id: the training-class index, or the class name (class_label).
 CLASS_ID_FORMATS = ("index", "name")
 
 
@@ -39,7 +40,7 @@ class DetectionArrayWriter:
 
     A publisher serialises a message when publish() is called, so a node can hand it the same
     Python objects every frame; building each detection anew (a hypothesis brings a pose with a
-    36-value covariance) cost about 40 us a detection, a third of the node's overhead per frame.
+    36-value covariance) is a large share of the node's own work per frame.
     """
 
     def __init__(self):

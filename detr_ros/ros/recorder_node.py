@@ -19,18 +19,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.errors import DetrRosError
-from detr_ros.runtime.drawing import draw_detections, tile_grid
-from detr_ros.ros.detector_parameters import RELIABILITIES, ParameterSpec, camera_topics
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
+from detr_ros.ros.detector_parameters import RELIABILITIES, camera_topics
+from detr_ros.ros.executable import run_node
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
+from detr_ros.ros.parameters import ParameterSpec, declare_parameters
+from detr_ros.runtime.drawing import draw_detections, tile_grid
 
 NODE_NAME = "detection_recorder"
 VIDEO_NAME = "annotated.mp4"
@@ -252,7 +251,6 @@ class Recording:
 class DetectionRecorder(Node):
     """Collects one run into a Recording; ``finished`` turns true when the run is over."""
 
-    @exits_if_start_fails
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         self.values = declare_parameters(self, PARAMETERS)
@@ -348,6 +346,17 @@ class DetectionRecorder(Node):
         self._closing_since = time.monotonic()
         self.get_logger().info(f"input ended ({reason}); waiting for the last detections")
 
+    def close(self, interrupted):
+        """Write the outputs; a stopped run leaves what it recorded, a failed one raises DetrRosError."""
+        if interrupted:
+            self.end_reason = "interrupted"
+            if self.recording.frames_answered:
+                self.write()
+            return
+        if self.failure:
+            raise DetrRosError(self.failure)
+        self.write()
+
     def write(self):
         """Write the outputs; returns the summary dict."""
         details = {"image_topic": self.camera.image, "detections_topic": self.camera.detections,
@@ -361,35 +370,8 @@ class DetectionRecorder(Node):
 
 
 def main(args=None):
-    if help_requested(sys.argv if args is None else args):
-        print(usage(NODE_NAME, "Records a camera -> detector run: annotated video, contact sheet and a JSON of the "
-                    "detections, ground truth and end-to-end latency, then exits.", PARAMETERS))
-        return 0
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DetectionRecorder()
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=CHECK_PERIOD_S)
-        if not node.finished:
-            node.end_reason = "interrupted"
-        if node.failure:
-            node.get_logger().fatal(node.failure)
-            return 1
-        node.write()
-    except DetrRosError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        if node is not None and node.recording.frames_answered:
-            node.end_reason = "interrupted"
-            node.write()  # an interrupted run still leaves what it recorded
-        return 130
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DetectionRecorder, NODE_NAME, "Records a camera -> detector run: annotated video, contact sheet "
+                    "and a JSON of the detections, ground truth and end-to-end latency, then exits.", PARAMETERS, args)
 
 
 if __name__ == "__main__":

@@ -11,21 +11,16 @@ import sys
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from detr_ros.errors import DetrRosError
 from detr_ros.ros import messages
-from detr_ros.ros.detector_parameters import ParameterSpec
+from detr_ros.ros.executable import run_node
 from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
-from detr_ros.ros.node_parameters import declare_parameters, help_requested, exits_if_start_fails, usage
+from detr_ros.ros.parameters import ParameterSpec, declare_parameters
 from detr_ros.synthetic.video import SceneVideo
 
 NODE_NAME = "synthetic_camera"
@@ -56,7 +51,8 @@ def ground_truth_message(header, annotations):
 
 
 class SyntheticCamera(Node):
-    @exits_if_start_fails
+    """Publishes ``frames`` frames (or until stopped); ``finished`` turns true LINGER_S after the last."""
+
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
@@ -67,7 +63,8 @@ class SyntheticCamera(Node):
         self.frame_id = values["frame_id"]
         self.wait_for_subscribers = values["wait_for_subscribers"]
         self.index = 0
-        self.done = False
+        self.finished = False
+        self._linger = None
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         if self.encoding in COMPRESSED_FORMATS:
             self.image_publisher = self.create_publisher(CompressedImage, "image/compressed", qos)
@@ -102,37 +99,16 @@ class SyntheticCamera(Node):
         self.index += 1
         if self.frames and self.index >= self.frames:
             self.timer.cancel()
-            self.done = True
+            self._linger = self.create_timer(LINGER_S, self._end)
+
+    def _end(self):
+        self._linger.cancel()
+        self.finished = True
 
 
 def main(args=None):
-    if help_requested(sys.argv if args is None else args):
-        print(usage(NODE_NAME, "Publishes a synthetic scene video with its ground truth, for demos and tests.",
-                    PARAMETERS))
-        return 0
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SyntheticCamera()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        for _ in range(int(LINGER_S / 0.1)):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (DetrRosError, ParameterException) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        # SIGTERM shuts the context down from rclpy's signal handler, which can land between the
-        # rclpy.ok() check and the next wait; that is a stop, not a failure.
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SyntheticCamera, NODE_NAME, "Publishes a synthetic scene video with its ground truth, for demos "
+                    "and tests.", PARAMETERS, args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.ros import messages
-from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, STRING_ARRAY, default_model_path
+from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, default_model_path
+from detr_ros.ros.parameters import STRING_ARRAY
 from detr_ros.runtime import Detector
 from detr_ros.synthetic.video import SceneVideo
 from node_testing import REPO_ROOT, SHIPPED_MODEL, NodeProcess, boxes_of, set_parameters, stamp_ns, start_detector

@@ -11,7 +11,6 @@ from std_msgs.msg import Header
 
 from detr_ros.errors import ConfigError
 from detr_ros.ros import messages
-from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.detector_parameters import (
     SPECS,
     camera_topics,
@@ -22,6 +21,7 @@ from detr_ros.ros.detector_parameters import (
 from detr_ros.ros.image_conversion import decode_image_message
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
+from detr_ros.runtime.drawing import draw_detections
 from detr_ros.runtime.providers import TensorRTOptions
 
 NAMES = ["bullseye", "checker_square", "ring"]

@@ -1,0 +1,109 @@
+"""How every node executable runs: ``--help``, start-up, spinning, and how the process ends.
+
+One policy for all of them, in ``run_node``:
+- Ctrl-C, SIGTERM or a shutdown from outside end the process with exit status 0, without a traceback;
+- a DetrRosError (a bad parameter or model file, a run that cannot go on) or a parameter or topic
+  name that rclpy refuses is logged as one FATAL line saying what was found and what was expected,
+  and ends the process with exit status 2.
+"""
+
+import os
+import sys
+
+import rclpy
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
+
+from detr_ros.errors import DetrRosError
+from detr_ros.ros.parameters import STRING_ARRAY
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+START_FAILURES = (DetrRosError, ParameterException, NameValidationException)
+
+
+def help_requested(argv):
+    """True when the executable's own arguments (before any --ros-args) ask for help."""
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return "-h" in own or "--help" in own
+
+
+def usage(executable, summary, specs):
+    """``--help`` text: how to run the node, what it does, and every parameter with its default."""
+    lines = [f"usage: {executable} [--ros-args -p NAME:=VALUE ... | --params-file FILE]", "", summary, "",
+             "parameters:"]
+    for spec in specs:
+        default = "unset" if spec.default == STRING_ARRAY else repr(spec.default)
+        change = "" if spec.read_only else "; changeable at runtime"
+        lines.append(f"  {spec.name} (default {default}): {spec.description}; {spec.allowed()}{change}")
+    return "\n".join(lines)
+
+
+def run_node(node_class, executable, summary, parameters, args=None):
+    """Run ``node_class()`` until it finishes or the process is stopped; returns the exit status.
+
+    executable, summary, parameters (ParameterSpec rows): what ``--help`` prints.
+    The node may have a ``finished`` attribute (spinning ends once it is true; without it the node
+    runs until stopped) and a ``close(interrupted)`` method, called before the node is destroyed
+    to stop its threads or write what it gathered; ``interrupted``: it was stopped from outside.
+    """
+    if help_requested(sys.argv if args is None else args):
+        print(usage(executable, summary, parameters))
+        return EXIT_OK
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = node_class()
+        except START_FAILURES as error:
+            _exit_at_once(executable, error)
+        interrupted = _spin(node)
+        if hasattr(node, "close"):
+            node.close(interrupted)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # stopped while starting or closing
+    except DetrRosError as error:
+        node.get_logger().fatal(str(error))
+        return EXIT_INVALID
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return EXIT_OK
+
+
+def _spin(node):
+    """Run the node's callbacks until it is finished (False) or stopped from outside (True)."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        while not getattr(node, "finished", False):
+            if not node.context.ok():
+                return True
+            executor.spin_once()
+        return False
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return True
+    except Exception:
+        # A stop signal shuts the context down from rclpy's signal handler, which can land between
+        # the check above and the executor's next wait: that is a stop, not a failure.
+        if node.context.ok():
+            raise
+        return True
+    finally:
+        executor.shutdown()
+
+
+def _exit_at_once(executable, error):
+    """Log why the node could not start and end the process with EXIT_INVALID, at once.
+
+    The process leaves without tearing down its DDS participant. Created moments before, the
+    participant is still in discovery, and deleting it then can spin forever or crash inside Fast
+    DDS (its set_listener waits for a discovery callback in flight, eProsima/Fast-DDS#6513). The
+    operating system releases the sockets and memory of an exiting process.
+    """
+    get_logger(executable).fatal(str(error))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INVALID)

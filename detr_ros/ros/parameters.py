@@ -1,0 +1,95 @@
+"""Node parameters from a table: each node lists its parameters once, as ``ParameterSpec`` rows.
+
+A row gives a parameter's default (which decides its ROS type), description, limits and whether
+it may change at runtime; ``declare_parameters`` turns a table into declared, checked ROS
+parameters. The rows themselves need no ROS context, so tests and the ``--help`` text read them
+directly.
+"""
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.parameter import Parameter
+
+from detr_ros.errors import ConfigError
+
+STRING_ARRAY = "string_array"  # marks a list parameter declared without a default value
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: its default decides the ROS type (STRING_ARRAY: a list that starts unset).
+
+    low/high: inclusive range of a number; choices: allowed strings (for a list, of each item).
+    """
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = True
+    low: object = None
+    high: object = None
+    choices: tuple = ()
+
+    def allowed(self):
+        """The allowed values in words, for error messages and the parameter descriptor."""
+        if self.choices:
+            items = ", ".join(self.choices)
+            return f"a list of {items}" if isinstance(self.default, list) else f"one of {items}"
+        if self.low is not None:
+            kind = "an integer" if isinstance(self.default, int) else "a number"
+            return f"{kind} in [{self.low}, {self.high}]"
+        if self.default == STRING_ARRAY or isinstance(self.default, list):
+            return "a list of strings"
+        return {bool: "true or false", str: "a string"}[type(self.default)]
+
+    def problem(self, value):
+        """Why ``value`` is not acceptable (None when it is)."""
+        if self.choices:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            wrong = [v for v in values if v not in self.choices]
+            if wrong or (isinstance(self.default, list) and not values):
+                return f"got {value!r}, expected {self.allowed()}"
+        if self.low is not None and not self.low <= value <= self.high:
+            return f"got {value!r}, expected {self.allowed()}"
+        return None
+
+
+def descriptor(spec):
+    """The ParameterDescriptor of one ParameterSpec: description, allowed values, range, read-only."""
+    result = ParameterDescriptor(description=f"{spec.description} ({spec.allowed()})", read_only=spec.read_only)
+    if spec.low is not None and isinstance(spec.default, float):
+        result.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high)]
+    elif spec.low is not None:
+        result.integer_range = [IntegerRange(from_value=spec.low, to_value=spec.high)]
+    return result
+
+
+def declare_parameters(node, specs):
+    """Declare every parameter of ``specs`` on ``node`` and check the start values.
+
+    Returns name -> value (lists as lists). Raises ConfigError naming the first bad parameter
+    and what it allows.
+    """
+    values = {}
+    for spec in specs:
+        default = Parameter.Type.STRING_ARRAY if spec.default == STRING_ARRAY else spec.default
+        try:
+            node.declare_parameter(spec.name, default, descriptor(spec))
+            value = node.get_parameter(spec.name).value
+        except ParameterException as error:
+            if not (spec.default == STRING_ARRAY and node.has_parameter(spec.name)):
+                # rclpy refuses wrong types and out-of-range numbers itself, in words that differ between
+                # ROS 2 releases; keep its detail, and add what the parameter allows.
+                raise ConfigError(f"parameter {spec.name}: {error}; expected {spec.allowed()}") from None
+            value = None  # declared without a default and not set (Humble returns None instead)
+        if value is None and spec.default == STRING_ARRAY:
+            # Give it a typed empty list: some rclpy releases' parameter services fail on unset values.
+            value = []
+            node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, value)])
+        problem = spec.problem(value)
+        if problem:
+            raise ConfigError(f"parameter {spec.name}: {problem}")
+        values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return values
