@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def synthetic_split(folder, images, seed, size):
     """A synthetic dataset folder, generated unless it already holds this split."""
     from detr_ros.synthetic import SceneGenerator
-    from detr_ros.synthetic.synth_command import write_dataset
+    from detr_ros.synthetic.dataset import write_dataset
 
     stamp = folder / "split.json"
     wanted = {"images": images, "seed": seed, "size": size}

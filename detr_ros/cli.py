@@ -1,7 +1,7 @@
 """The ``detr-ros`` command: one entry point for the offline tools.
 
-Each verb lives in its own module, imported only when that verb runs, so that
-``detr-ros --help`` and the runtime-only verbs work without torch installed.
+Each verb's command line is a module of ``detr_ros.commands``, imported only when that verb runs,
+so that ``detr-ros --help`` and the runtime-only verbs work without torch installed.
 A verb module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 """
 
@@ -11,17 +11,17 @@ import sys
 
 from detr_ros.errors import DetrRosError
 
-# verb -> (module, one-line help)
+# verb -> one-line help; the verb's command line is the module detr_ros.commands.<verb>
 VERBS = {
-    "synth": ("detr_ros.synthetic.synth_command", "generate a synthetic COCO-format dataset or video"),
-    "train": ("detr_ros.training.train", "train or fine-tune a model on COCO-format data"),
-    "eval": ("detr_ros.training.evaluate", "COCO mAP of a checkpoint or ONNX model on a dataset"),
-    "convert": ("detr_ros.modeling.convert", "import an official or Hugging Face checkpoint"),
-    "export": ("detr_ros.export.onnx_export", "export a checkpoint to ONNX (optionally INT8)"),
-    "bench": ("detr_ros.tools.bench", "latency of an ONNX model through the runtime"),
-    "detect": ("detr_ros.tools.detect", "run a model on images, a video or a rosbag2 recording"),
-    "explain": ("detr_ros.tools.explain", "draw attention and sampling points for one image"),
-    "demo": ("detr_ros.tools.demo", "run camera -> detector -> recorder and summarise"),
+    "synth": "generate a synthetic COCO-format dataset or video",
+    "train": "train or fine-tune a model on COCO-format data",
+    "eval": "COCO mAP of a checkpoint or ONNX model on a dataset",
+    "convert": "import an official or Hugging Face checkpoint",
+    "export": "export a checkpoint to ONNX (optionally INT8)",
+    "bench": "latency of an ONNX model through the runtime",
+    "detect": "run a model on images, a video or a rosbag2 recording",
+    "explain": "draw attention and sampling points for one image",
+    "demo": "run camera -> detector -> recorder and summarise",
 }
 
 
@@ -31,10 +31,9 @@ def build_parser():
         description="Offline tools of detr_ros: data, training, evaluation, export, benchmarks.",
     )
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, (module_name, help_text) in VERBS.items():
+    for verb, help_text in VERBS.items():
         # The verb's own parser (built in main) answers -h with its arguments.
-        sub = subparsers.add_parser(verb, help=help_text, add_help=False)
-        sub.set_defaults(_module=module_name)
+        subparsers.add_parser(verb, help=help_text, add_help=False)
     return parser
 
 
@@ -46,8 +45,8 @@ def main(argv=None):
     if known.verb is None:
         parser.print_help()
         return 0 if not argv else 2
-    module = importlib.import_module(known._module)
-    sub = argparse.ArgumentParser(prog=f"detr-ros {known.verb}", description=VERBS[known.verb][1])
+    module = importlib.import_module(f"detr_ros.commands.{known.verb}")
+    sub = argparse.ArgumentParser(prog=f"detr-ros {known.verb}", description=VERBS[known.verb])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
     try:

@@ -15,7 +15,7 @@ from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import save_checkpoint
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.synthetic import CATEGORY_IDS, CLASS_NAMES, SceneGenerator
-from detr_ros.synthetic.synth_command import write_dataset
+from detr_ros.synthetic.dataset import write_dataset
 from detr_ros.training.dataset import CocoDetection
 from detr_ros.training.evaluate import predict_onnx, predict_pytorch
 from detr_ros.training.transforms import resize_and_sanitize

@@ -36,7 +36,8 @@ def _imported_after(modules):
 
 def test_runtime_modules_import_neither_torch_nor_rclpy():
     modules = _modules_of("runtime", "synthetic") + ["detr_ros.cli", "detr_ros.errors", "detr_ros.tools.bench",
-                                                     "detr_ros.coco_metrics"]
+                                                     "detr_ros.coco_metrics", "detr_ros.commands.synth",
+                                                     "detr_ros.commands.bench", "detr_ros.commands.detect"]
     modules = [m for m in modules if m != "detr_ros.tools.bench" or (PACKAGE_DIR / "tools" / "bench.py").exists()]
     loaded = _imported_after(modules)
     assert "torch" not in loaded
@@ -44,6 +45,7 @@ def test_runtime_modules_import_neither_torch_nor_rclpy():
 
 
 def test_node_modules_do_not_import_torch():
-    loaded = _imported_after(_modules_of("runtime", "synthetic", "ros") + ["detr_ros.tools.demo"])
+    loaded = _imported_after(_modules_of("runtime", "synthetic", "ros") + ["detr_ros.tools.demo",
+                                                                           "detr_ros.commands.demo"])
     assert "rclpy" in loaded, "the node layer should have been imported"
     assert "torch" not in loaded

@@ -18,7 +18,7 @@ from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import load_checkpoint
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.synthetic import SceneGenerator
-from detr_ros.synthetic.synth_command import write_dataset
+from detr_ros.synthetic.dataset import write_dataset
 from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.train import Trainer
 from detr_ros.training.train_config import TrainConfig

@@ -28,28 +28,6 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_MODEL_TYPES = {"rt_detr": "rtdetr-hf", "rt_detr_v2": "rtdetr-hf", "detr": "detr-hf"}
 
 
-def add_arguments(parser):
-    parser.add_argument("source", type=Path, help="checkpoint file or Hugging Face model folder")
-    parser.add_argument("output", type=Path, help="detr_ros checkpoint to write (.pt)")
-    parser.add_argument("--kind", choices=KINDS, help="source kind (default: detected)")
-    parser.add_argument("--labels", type=Path, help="class names file (.yaml/.json list of {id, name}, or .txt)")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="model YAML for settings official RT-DETR weights do not record (eval_idx, num_queries, "
-        "input_size); the architecture itself is read from the weights",
-    )
-
-
-def run(args):
-    result = convert(args.source, args.output, kind=args.kind, labels_path=args.labels, config_path=args.config)
-    print(
-        f"wrote {args.output}: {result['model_config']['name'] or result['kind']} "
-        f"({result['kind']}, {len(result['class_names'])} classes, {result['num_parameters'] / 1e6:.1f}M parameters)"
-    )
-    return 0
-
-
 def convert(source, output, kind=None, labels_path=None, config_path=None):
     """Convert ``source`` and write ``output``; returns a summary dict (kind, model_config, class_names,
     category_ids, num_parameters). Raises ModelFileError / ConfigError naming the problem."""

@@ -1,11 +1,11 @@
-"""``detr-ros bench MODEL.onnx [--compare OTHER.onnx]``: latency of ONNX models through the runtime.
+"""Latency of ONNX models through the runtime (``detr-ros bench``).
 
 A model whose signature the runtime knows runs through ``Detector.detect_batch`` on synthetic
 camera frames and is timed per stage: pre-processing, inference, post-processing. Any other graph
 (a plain export of another implementation, say) is fed random inputs of its declared shapes at
-the same image size and timed for inference alone. With --compare the two models alternate within
-the run, so that drift (thermal, other processes) hits both, and ``ratio`` is MODEL's median
-inference latency over OTHER's. With --profile N, N more alternating runs in sessions with
+the same image size and timed for inference alone. With a second model (``compare``) the two alternate within
+the run, so that drift (thermal, other processes) hits both, and ``ratio`` is the first one's median
+inference latency over the second's. With ``profile`` N, N more alternating runs in sessions with
 onnxruntime's profiler on give each model's kernel time by operator type (kept out of the latency
 figures: profiling slows a run down). No torch here: this runs on the robot too.
 """
@@ -23,7 +23,6 @@ import onnxruntime as ort
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector, contracts
 from detr_ros.runtime.detector import session_options
-from detr_ros.runtime.metadata import parse_size
 from detr_ros.runtime.model_file import check_model_file
 from detr_ros.runtime.providers import resolve_providers
 from detr_ros.synthetic import SceneGenerator
@@ -39,29 +38,13 @@ FOREIGN_COVERS = "session.run only, on random inputs of the declared shapes (no 
 PROFILE_TABLE_ROWS = 12
 
 
-def add_arguments(parser):
-    parser.add_argument("model", type=Path, help="ONNX model to time")
-    parser.add_argument("--compare", type=Path, help="another ONNX graph, timed in alternation with MODEL")
-    parser.add_argument("--providers", default="cpu", help="ordered execution providers, e.g. tensorrt,cuda,cpu")
-    parser.add_argument("--batch", type=int, default=1, help="images per call")
-    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: onnxruntime's)")
-    parser.add_argument("--iterations", type=int, default=50, help="timed calls per model")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per model first")
-    parser.add_argument("--frame-size", default="720x1280", help="source frames HxW fed to known models")
-    parser.add_argument("--input-size", help="HxW for graphs with a dynamic image size and no metadata")
-    parser.add_argument("--profile", type=int, default=0, metavar="RUNS",
-                        help="also profile RUNS runs a model: kernel time by operator type (default: off)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-
-
 class RuntimeTarget:
     """A model the runtime knows: timed per stage through Detector.detect_batch."""
 
     foreign = False
 
-    def __init__(self, path, args, frames):
-        self.detector = Detector(path, args.providers, threads=args.threads, input_size=args.input_size,
-                                 score_threshold=0.3)
+    def __init__(self, path, providers, threads, input_size, frames):
+        self.detector = Detector(path, providers, threads=threads, input_size=input_size, score_threshold=0.3)
         self.frames = frames
         self.provider = self.detector.provider
         self.input_size = self.detector.input_size
@@ -109,21 +92,25 @@ class GraphTarget:
         return {"inference": time.perf_counter() - started}
 
 
-def open_target(path, args, frames, input_size):
-    """RuntimeTarget for a known signature, GraphTarget for anything onnxruntime can load."""
+def open_target(path, providers, threads, frames, input_size, declared_input_size):
+    """RuntimeTarget for a known signature, GraphTarget for anything onnxruntime can load.
+
+    input_size: (H, W) of a foreign graph's dynamic image input; declared_input_size: the size
+    given for graphs with a dynamic image size and no metadata, or None.
+    """
     check_model_file(path)
-    providers, _ = resolve_providers(args.providers, ort.get_available_providers())
+    available, _ = resolve_providers(providers, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(path), session_options(args.threads), providers=providers)
+        session = ort.InferenceSession(str(path), session_options(threads), providers=available)
     except Exception as error:  # onnxruntime's own exception types
         raise ModelFileError(f"{path}: onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
     try:
         contracts.recognise(session.get_inputs(), session.get_outputs(), path,
                             session.get_modelmeta().custom_metadata_map)
     except ModelFileError:
-        return GraphTarget(session, args.batch, input_size)
+        return GraphTarget(session, len(frames), input_size)
     del session
-    return RuntimeTarget(path, args, frames)
+    return RuntimeTarget(path, providers, threads, declared_input_size, frames)
 
 
 def operator_times(events, skip_runs):
@@ -149,20 +136,20 @@ def operator_times(events, skip_runs):
     return dict(sorted(operators.items(), key=lambda item: -item[1]["ms"])), kernel_ms
 
 
-def profile_operators(paths, args, input_size):
-    """Kernel time by operator type of each model, over args.profile alternating runs on random inputs
+def profile_operators(paths, runs, providers, threads, batch, input_size):
+    """Kernel time by operator type of each model, over ``runs`` alternating runs on random inputs
     of the declared shapes (kernel times do not depend on the pixels)."""
-    providers, _ = resolve_providers(args.providers, ort.get_available_providers())
+    available, _ = resolve_providers(providers, ort.get_available_providers())
     warmup = 1
     with tempfile.TemporaryDirectory() as folder:
         targets = []
         for index, path in enumerate(paths):
-            options = session_options(args.threads)
+            options = session_options(threads)
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(folder) / f"model{index}")
-            session = ort.InferenceSession(str(path), options, providers=providers)
-            targets.append(GraphTarget(session, args.batch, input_size))
-        run_alternating(targets, args.profile, warmup)
+            session = ort.InferenceSession(str(path), options, providers=available)
+            targets.append(GraphTarget(session, batch, input_size))
+        run_alternating(targets, runs, warmup)
         return [operator_times(json.loads(Path(target.session.end_profiling()).read_text()), warmup)
                 for target in targets]
 
@@ -239,27 +226,32 @@ def format_profile(report):
     return lines
 
 
-def benchmark(args):
-    """Run the benchmark described by parsed arguments; returns the report dict."""
-    if args.batch < 1 or args.iterations < 1 or args.warmup < 0 or args.profile < 0:
+def benchmark(model, *, compare=None, providers="cpu", batch=1, threads=None, iterations=50, warmup=5,
+              frame_size=(720, 1280), input_size=None, profile=0):
+    """Time ``model`` (and ``compare``, alternating with it); returns the report dict.
+
+    providers: ordered execution providers; batch: images per call; threads: CPU intra-op threads
+    (None: onnxruntime's); iterations, warmup: timed and untimed calls per model; frame_size: (H, W)
+    of the synthetic frames fed to known models; input_size: (H, W) for graphs with a dynamic image
+    size and no metadata; profile: how many more runs profile the kernels by operator type (0: none).
+    """
+    if batch < 1 or iterations < 1 or warmup < 0 or profile < 0:
         raise ConfigError("--batch and --iterations must be positive, --warmup and --profile not negative")
-    frame_height, frame_width = parse_size(args.frame_size)
-    args.input_size = parse_size(args.input_size) if args.input_size else None
+    frame_height, frame_width = frame_size
     generator = SceneGenerator(frame_width, frame_height, seed=0)
-    frames = [generator.image(index)[0] for index in range(args.batch)]
-    fallback_size = args.input_size or (640, 640)
-    model = open_target(args.model, args, frames, fallback_size)
-    image_size = model.input_size or fallback_size
-    targets = [model]
-    if args.compare is not None:
-        targets.append(open_target(args.compare, args, frames, image_size))
-    samples = run_alternating(targets, args.iterations, args.warmup)
-    report = {"settings": {"batch": args.batch, "threads": args.threads, "providers": args.providers,
-                           "iterations": args.iterations, "warmup": args.warmup, "profile": args.profile,
-                           "frame_size": [frame_height, frame_width]}}
+    frames = [generator.image(index)[0] for index in range(batch)]
+    fallback_size = input_size or (640, 640)
+    model_target = open_target(model, providers, threads, frames, fallback_size, input_size)
+    image_size = model_target.input_size or fallback_size
+    targets = [model_target]
+    if compare is not None:
+        targets.append(open_target(compare, providers, threads, frames, image_size, input_size))
+    samples = run_alternating(targets, iterations, warmup)
+    report = {"settings": {"batch": batch, "threads": threads, "providers": providers, "iterations": iterations,
+                           "warmup": warmup, "profile": profile, "frame_size": [frame_height, frame_width]}}
     for role, target, target_samples in zip(("model", "compare"), targets, samples):
-        stages = summarise(target_samples, args.batch)
-        report[role] = {"path": str(args.model if role == "model" else args.compare), "foreign": target.foreign,
+        stages = summarise(target_samples, batch)
+        report[role] = {"path": str(model if role == "model" else compare), "foreign": target.foreign,
                         "provider": target.provider, "input_size": list(target.input_size or ()),
                         "stages": stages,
                         "covers": {s: FOREIGN_COVERS if target.foreign else COVERS[s] for s in stages}}
@@ -276,20 +268,10 @@ def benchmark(args):
         # The fastest run of each is the one least disturbed by other tenants of the machine.
         report["ratio_of_minimums"] = round(report["model"]["stages"]["inference"]["min_ms"]
                                             / report["compare"]["stages"]["inference"]["min_ms"], 4)
-    if args.profile:
-        paths = [args.model] + ([args.compare] if args.compare is not None else [])
+    if profile:
+        paths = [model] + ([compare] if compare is not None else [])
         for role, (operators, kernel_ms) in zip(("model", "compare"),
-                                                profile_operators(paths, args, image_size)):
+                                                profile_operators(paths, profile, providers, threads, batch, image_size)):
             report[role]["operators"] = operators
             report[role]["kernel_ms"] = kernel_ms
     return report
-
-
-def run(args):
-    report = benchmark(args)
-    print(format_table(report))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0

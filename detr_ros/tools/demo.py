@@ -1,15 +1,15 @@
-"""``detr-ros demo``: the real system for a bounded time, summarised in a folder.
+"""The real system for a bounded time, summarised in a folder (``detr-ros demo``).
 
 Starts the nodes as separate ROS 2 processes talking over DDS: ``synthetic_camera`` (a synthetic
 scene video with its ground truth) -> ``detector`` (the shipped model, or ``--model``) ->
 ``detection_recorder``. When the camera has sent its frames, the recorder writes the annotated
 video, a contact sheet and the detections; the demo then scores them against the ground truth
-(AP50 with pycocotools) and leaves in ``--out``:
+(AP50 with pycocotools) and leaves in its output folder:
 
     annotated.mp4, contact_sheet.png, recording.json (per frame), summary.json, logs/<process>.log
 
 With the synthetic camera, DDS stays on this machine (the loopback Fast DDS profile) in a domain
-of the demo's own. With ``--camera-topic`` the detector and recorder join the ROS environment as
+of the demo's own. On a real camera topic the detector and recorder join the ROS environment as
 it is (its ROS_DOMAIN_ID and DDS settings) to hear that camera; there is no ground truth then.
 """
 
@@ -27,9 +27,7 @@ import yaml
 from detr_ros.coco_metrics import coco_evaluate, coco_results, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
 
-DEFAULT_OUT = Path("out") / "demo"
 DEFAULT_SECONDS = 20.0
-QUICK_SECONDS = 8.0
 CAMERA_RATE_HZ = 5.0
 CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
 # SceneVideo seed of the demo's video (the training data are still images from other generators).
@@ -41,18 +39,6 @@ LOG_TAIL_LINES = 15
 # Domain ids the demo picks from: clear of 0 and of the test suite's 101..200 (Fast DDS allows up to 232).
 DEMO_DOMAINS = range(201, 231)
 OUTPUT_NAMES = ("annotated.mp4", "contact_sheet.png", "recording.json", "summary.json")
-
-
-def add_arguments(parser):
-    parser.add_argument("--model", type=Path, default=None,
-                        help="ONNX model for the detector (default: the shipped models/synthetic_rtdetr.onnx)")
-    parser.add_argument("--camera-topic", default=None, metavar="TOPIC",
-                        help="run on this real camera topic (sensor_msgs/Image, or CompressedImage when it ends in "
-                             "/compressed) instead of the synthetic camera; no ground truth, so no AP50")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help=f"recording time (default {DEFAULT_SECONDS:g}, {QUICK_SECONDS:g} with --quick)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true", help="a shortened run, for tests and a first look")
 
 
 def loopback_profile():
@@ -159,19 +145,24 @@ def _wait_for_subscribers(env, topics, processes, timeout_s):
         context.try_shutdown()
 
 
-def run(args):
-    seconds = args.seconds if args.seconds is not None else (QUICK_SECONDS if args.quick else DEFAULT_SECONDS)
+def run_demo(out, *, model=None, camera_topic=None, seconds=DEFAULT_SECONDS):
+    """Run camera -> detector -> recorder for ``seconds`` and leave the outputs in ``out``.
+
+    model: ONNX file for the detector (None: the shipped model); camera_topic: a real camera's image
+    topic instead of the synthetic camera (no ground truth then). Prints what runs and the summary
+    table; returns summary.json's content.
+    """
     if seconds <= 0:
         raise ConfigError(f"--seconds {seconds:g}: expected a positive number of seconds")
-    model = _model_path(args.model)
-    out = args.out
+    model = _model_path(model)
+    out = Path(out)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_NAMES:  # a stale file from an earlier run must not pass for this run's
         (out / name).unlink(missing_ok=True)
-    synthetic = args.camera_topic is None
-    env = _environment(args.camera_topic)
-    image_topic = "/image" if synthetic else args.camera_topic
+    synthetic = camera_topic is None
+    env = _environment(camera_topic)
+    image_topic = "/image" if synthetic else camera_topic
     frames = max(1, round(seconds * CAMERA_RATE_HZ))
 
     recorder_parameters = {"image_topic": image_topic, "output_dir": str(out.resolve())}
@@ -221,7 +212,7 @@ def run(args):
     print(format_table(summary, out))
     if summary["frames_answered"] == 0:
         raise detector.failure("answered no frame")
-    return 0
+    return summary
 
 
 def _exit_on_sigterm(signum, frame):

@@ -1,13 +1,13 @@
-"""``detr-ros detect MODEL INPUT...``: a model on images, folders, videos and rosbag2 recordings.
+"""A model on images, folders, videos and rosbag2 recordings, written out annotated and as COCO results.
 
-MODEL is an ONNX file (run through the runtime, no torch) or a detr_ros checkpoint (``.pt``/``.pth``,
-run in PyTorch with the same pre- and post-processing as its export). Each input is an image, a
-folder of images, a video file, or a rosbag2 recording (its folder, or the ``.db3``/``.mcap`` file
-in it; read with ``rosbags``), of which every sensor_msgs/Image and CompressedImage topic is read
-(or ``--topic``). Written to ``--out``: each image annotated under its own name, each video and
+The model is an ONNX file (run through the runtime, no torch) or a detr_ros checkpoint (``.pt``/``.pth``,
+run in PyTorch through the same detection path as its export). Each input is an image, a folder of
+images, a video file, or a rosbag2 recording (its folder, or the ``.db3``/``.mcap`` file in it; read
+with ``rosbags``), of which every sensor_msgs/Image and CompressedImage topic is read (or the topics
+asked for). Written to the output folder: each image annotated under its own name, each video and
 bag topic as an annotated MP4, ``images.json`` (COCO "images": which picture each id is) and the
-detections as a COCO results list (``--json``, default ``OUT/detections.json``) with the model's
-dataset category ids.
+detections as a COCO results list (default ``OUT/detections.json``) with the model's dataset
+category ids.
 """
 
 import json
@@ -21,9 +21,9 @@ import numpy as np
 
 from detr_ros.coco_metrics import coco_results
 from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileError
-from detr_ros.runtime.drawing import draw_detections
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction
+from detr_ros.runtime.drawing import draw_detections
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -33,24 +33,7 @@ IMAGE_MESSAGE_TYPES = {
     "sensor_msgs/msg/Image": decode_image_message,
     "sensor_msgs/msg/CompressedImage": decode_compressed_message,
 }
-DEFAULT_OUT = Path("out") / "detect"
 DEFAULT_VIDEO_FPS = 10.0
-
-
-def add_arguments(parser):
-    parser.add_argument("model", type=Path, help="ONNX model, or detr_ros PyTorch checkpoint (.pt)")
-    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
-                        help="image, folder of images, video file, or rosbag2 recording (sqlite3 or MCAP)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="COCO results file for the detections (default OUT/detections.json)")
-    parser.add_argument("--topic", action="append", default=None,
-                        help="rosbag2 image topic to read (repeatable; default: every image topic)")
-    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
-                        help=f"lowest score kept (default {DEFAULT_SCORE_THRESHOLD})")
-    parser.add_argument("--duplicate-iou", type=float, default=DEFAULT_DUPLICATE_IOU,
-                        help="of two same-class boxes overlapping more than this, keep the better one; 1.0 keeps "
-                             f"both (default {DEFAULT_DUPLICATE_IOU})")
 
 
 @dataclass
@@ -67,8 +50,8 @@ class Frame:
 
 def load_detector(path, score_threshold, duplicate_iou):
     """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
-    check_fraction("--score-threshold", score_threshold)
-    check_fraction("--duplicate-iou", duplicate_iou)
+    check_fraction("score_threshold", score_threshold)
+    check_fraction("duplicate_iou", duplicate_iou)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
@@ -255,19 +238,26 @@ def _write_json(path, value):
     partial.replace(path)
 
 
-def run(args):
-    sources = classify_inputs(args.inputs)
-    detector = load_detector(args.model, args.score_threshold, args.duplicate_iou)
-    json_path = args.json or args.out / "detections.json"
-    if json_path.resolve() in {p.resolve() for p in args.inputs}:
-        raise ConfigError(f"--json {json_path} is one of the inputs; it would be overwritten")
-    args.out.mkdir(parents=True, exist_ok=True)
-    outputs = Outputs(args.out, [p for _, p in sources])
-    names = detector.class_names
+def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_threshold=DEFAULT_SCORE_THRESHOLD,
+                 duplicate_iou=DEFAULT_DUPLICATE_IOU):
+    """Run the model on every input and write the outputs to the folder ``out``; prints a line per stream.
+
+    json_path: the COCO results file (default OUT/detections.json); topics: rosbag2 image topics to
+    read (None: every image topic). Returns {"images", "detections": counts, "json", "images_json":
+    the paths written, "skipped": unreadable images}.
+    """
+    inputs, out = [Path(p) for p in inputs], Path(out)
+    sources = classify_inputs(inputs)
+    detector = load_detector(Path(model_path), score_threshold, duplicate_iou)
+    json_path = Path(json_path) if json_path is not None else out / "detections.json"
+    if json_path.resolve() in {p.resolve() for p in inputs}:
+        raise ConfigError(f"the results file {json_path} is one of the inputs; it would be overwritten")
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(out, [p for _, p in sources])
     images, results, skipped = [], [], []
     try:
         for kind, path in sources:
-            frames, videos = _stream_frames(kind, path, args.topic)
+            frames, videos = _stream_frames(kind, path, topics)
             counts = {}
             try:
                 frame_list = list(frames) if kind == "image" else frames
@@ -287,7 +277,7 @@ def run(args):
                 images.append(entry)
                 results += coco_results(image_id, detections.boxes, detections.scores, detections.class_ids,
                                         detector.category_ids)
-                labels = [names[c] if 0 <= c < len(names) else f"class_{c}" for c in detections.class_ids.tolist()]
+                labels = [detector.class_name(c) for c in detections.class_ids.tolist()]
                 drawn = cv2.cvtColor(draw_detections(frame.image, frame.color_order, detections.boxes,
                                                      detections.scores, detections.class_ids, labels),
                                      cv2.COLOR_RGB2BGR)
@@ -302,12 +292,7 @@ def run(args):
                       f"-> {written}")
     finally:
         outputs.close()
-    _write_json(args.out / "images.json", {"images": images})
+    _write_json(out / "images.json", {"images": images})
     _write_json(json_path, results)
-    print(f"wrote {len(results)} detections of {len(images)} images to {json_path} (COCO results; "
-          f"image ids in {args.out / 'images.json'})")
-    if skipped:
-        print(f"detr-ros detect: {len(skipped)} unreadable image(s) skipped: {', '.join(map(str, skipped))}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return {"images": len(images), "detections": len(results), "json": json_path, "images_json": out / "images.json",
+            "skipped": skipped}

@@ -1,7 +1,7 @@
-"""``detr-ros explain CHECKPOINT IMAGE``: where the model looked, for one image, as PNG files.
+"""Where the model looked, for one image, as PNG files (``detr-ros explain``).
 
 DETR (``detr_encoder_attention.png``, ``detr_decoder_attention.png``): the last encoder layer's
-self-attention from chosen points (``--points``, default the centres of the detections) over the
+self-attention from chosen points (default the centres of the detections) over the
 feature map, and the last decoder layer's cross-attention of each selected detection's query.
 
 RT-DETR (``rtdetr_sampling_points.png``): for each selected detection, the deformable
@@ -10,7 +10,7 @@ points of all heads, drawn larger and warmer the more weight they carry.
 
 The attention is read with forward hooks on the models' own modules; nothing is recomputed
 differently from the forward pass. The selected detections are the queries with the highest
-class score (at most ``--detections``, above ``--score-threshold``).
+class score (at most ``detections`` of them, scoring at least ``score_threshold``).
 """
 
 import contextlib
@@ -22,36 +22,10 @@ import numpy as np
 from detr_ros.errors import ConfigError, DatasetError
 from detr_ros.runtime.drawing import class_colour, tile_grid
 
-DEFAULT_OUT = Path("out") / "explain"
 PANEL_WIDTH = 360
 TITLE_HEIGHT = 22
 HEAT_ALPHA = 0.55
 LEVEL_STRIDES = (8, 16, 32)
-
-
-def add_arguments(parser):
-    parser.add_argument("checkpoint", type=Path, help="detr_ros checkpoint (.pt) of a DETR or RT-DETR model")
-    parser.add_argument("image", type=Path, help="the image to explain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--detections", type=int, default=3, help="how many detections to explain (default 3)")
-    parser.add_argument("--score-threshold", type=float, default=0.0,
-                        help="explain only detections scoring at least this (default 0: the best ones whatever "
-                             "their score)")
-    parser.add_argument("--points", nargs="+", default=None, metavar="X,Y",
-                        help="DETR: image pixels whose encoder self-attention to draw (default: detection centres)")
-
-
-def _parse_points(texts, width, height):
-    points = []
-    for text in texts:
-        try:
-            x, y = (float(v) for v in text.split(","))
-        except ValueError:
-            raise ConfigError(f"--points {text!r}: expected X,Y in image pixels, e.g. 120,80") from None
-        if not (0 <= x < width and 0 <= y < height):
-            raise ConfigError(f"--points {text!r} lies outside the {width}x{height} image")
-        points.append((x, y))
-    return points
 
 
 @contextlib.contextmanager
@@ -235,35 +209,42 @@ def explain_rtdetr(model, images, image_bgr, class_names, count, threshold):
     return {"rtdetr_sampling_points.png": tile_grid(tiles, levels)} if tiles else {}
 
 
-def run(args):
+def explain(checkpoint, image_path, out, *, detections=3, score_threshold=0.0, points=None):
+    """Draw where a checkpoint's model looked in one image into PNG files in ``out``.
+
+    detections: how many of the best-scoring queries to explain; score_threshold: the lowest score
+    of an explained query; points: DETR only, (x, y) image pixels whose encoder self-attention to draw
+    (None: the detections' centres). Returns the paths written (none when no query scored enough).
+    """
     from detr_ros.tools.checkpoint_detector import CheckpointDetector
 
-    if args.detections < 1:
-        raise ConfigError(f"--detections {args.detections}, expected at least 1")
-    image_bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if detections < 1:
+        raise ConfigError(f"--detections {detections}, expected at least 1")
+    image_bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image_bgr is None:
-        raise DatasetError(f"{args.image}: OpenCV cannot read this image (missing, corrupt or unsupported)")
+        raise DatasetError(f"{image_path}: OpenCV cannot read this image (missing, corrupt or unsupported)")
     height, width = image_bgr.shape[:2]
-    points = _parse_points(args.points, width, height) if args.points else None
-    detector = CheckpointDetector(args.checkpoint)
+    for x, y in points or ():
+        if not (0 <= x < width and 0 <= y < height):
+            raise ConfigError(f"--points {x:g},{y:g} lies outside the {width}x{height} image")
+    detector = CheckpointDetector(checkpoint)
     architecture = detector.config.architecture
     if points is not None and architecture != "detr":
         raise ConfigError("--points applies to DETR's encoder attention; RT-DETR has no global encoder over the "
                           "image, its sampling points are drawn per detection")
     images, _ = detector.network_input(image_bgr, "bgr")
     if architecture == "detr":
-        pictures = explain_detr(detector.model, images, image_bgr, detector.class_names, args.detections,
-                                args.score_threshold, points)
+        pictures = explain_detr(detector.model, images, image_bgr, detector.class_names, detections,
+                                score_threshold, points)
     else:
-        pictures = explain_rtdetr(detector.model, images, image_bgr, detector.class_names, args.detections,
-                                  args.score_threshold)
-    if not pictures:
-        print(f"no detection scored {args.score_threshold} or more; nothing to draw")
-        return 1
-    args.out.mkdir(parents=True, exist_ok=True)
+        pictures = explain_rtdetr(detector.model, images, image_bgr, detector.class_names, detections,
+                                  score_threshold)
+    written = []
+    if pictures:
+        Path(out).mkdir(parents=True, exist_ok=True)
     for name, picture in pictures.items():
-        path = args.out / name
+        path = Path(out) / name
         if not cv2.imwrite(str(path), picture):
             raise DatasetError(f"OpenCV cannot write {path}")
-        print(f"wrote {path}")
-    return 0
+        written.append(path)
+    return written

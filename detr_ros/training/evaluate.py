@@ -1,19 +1,17 @@
-"""``detr-ros eval MODEL DATA [--json FILE]``: COCO mAP of a checkpoint or an ONNX model.
+"""COCO mAP of a checkpoint or an ONNX model on a dataset folder as ``detr-ros synth`` writes it.
 
-MODEL is a detr_ros checkpoint (run in PyTorch, post-processed as the exported graph
-does it) or an ``.onnx`` file (run through ``detr_ros.runtime.Detector``, so the artifact
-that ships is the one measured). DATA is a folder as ``detr-ros synth`` writes it.
-The numbers are pycocotools' own: AP (IoU 0.50:0.95), AP50, AP75, APs, APm, APl, and a
-per-class table of AP and AP50.
+A detr_ros checkpoint runs in PyTorch, post-processed as the exported graph does it; an ``.onnx``
+file runs through ``detr_ros.runtime.Detector``, so the artifact that ships is the one measured.
+The numbers are pycocotools' own: AP (IoU 0.50:0.95), AP50, AP75, APs, APm, APl, and a per-class
+table of AP and AP50.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from detr_ros.coco_metrics import SUMMARY_KEYS, coco_evaluate, coco_results, load_coco_ground_truth
+from detr_ros.coco_metrics import coco_evaluate, coco_results, load_coco_ground_truth
 from detr_ros.errors import DatasetError, ModelFileError
 from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.transforms import resize_and_sanitize
@@ -69,40 +67,22 @@ def evaluate_onnx(model_path, data_dir, *, threads=None):
     return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), predict_onnx(model_path, dataset, threads=threads))
 
 
-def print_metrics(metrics, title):
-    print(title)
-    print("  " + "  ".join(f"{key} {metrics[key]:.3f}" for key in SUMMARY_KEYS))
-    width = max([len(c["name"]) for c in metrics["per_class"]] + [5])
-    print(f"  {'class':<{width}}  {'id':>4}  {'AP':>6}  {'AP50':>6}")
-    for row in metrics["per_class"]:
-        print(f"  {row['name']:<{width}}  {row['category_id']:>4}  {row['AP']:>6.3f}  {row['AP50']:>6.3f}")
+def evaluate(model_path, data_dir, *, batch_size=8, threads=None):
+    """COCO metrics (see coco_evaluate) of a checkpoint or an ``.onnx`` model on a dataset folder.
 
-
-def add_arguments(parser):
-    parser.add_argument("model", help="detr_ros checkpoint (.pt) or ONNX model (.onnx)")
-    parser.add_argument("data", help="dataset folder: annotations.json and images/")
-    parser.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (checkpoints)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch/ONNX Runtime's choice)")
-
-
-def run(args):
-    model_path, data_dir = Path(args.model), Path(args.data)
+    batch_size: images per forward pass of a checkpoint; threads: CPU threads (None: the library's choice).
+    """
+    model_path, data_dir = Path(model_path), Path(data_dir)
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: no such file")
     if not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: no such dataset folder (expected annotations.json and images/)")
     if model_path.suffix == ".onnx":
-        metrics = evaluate_onnx(model_path, data_dir, threads=args.threads)
-    else:
-        from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
+        return evaluate_onnx(model_path, data_dir, threads=threads)
+    from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model, checkpoint = load_model(model_path)
-        metrics = evaluate_pytorch(model, model_config_from_checkpoint(checkpoint, model_path),
-                                   checkpoint["category_ids"], data_dir, batch_size=args.batch_size)
-    print_metrics(metrics, f"{model_path} on {data_dir} ({metrics['num_images']} images)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in metrics.items() if k != "summary"}, indent=2))
-    return 0
+    if threads:
+        torch.set_num_threads(threads)
+    model, checkpoint = load_model(model_path)
+    return evaluate_pytorch(model, model_config_from_checkpoint(checkpoint, model_path), checkpoint["category_ids"],
+                            data_dir, batch_size=batch_size)

@@ -1,16 +1,15 @@
-"""``detr-ros train CONFIG --data DIR [--val DIR] [--from CHECKPOINT] [--resume RUN_DIR]``.
+"""Training a model on a COCO-format dataset folder: ``train`` (one call) and ``Trainer`` (one run).
 
-Trains the model of CONFIG (a model YAML) on a COCO-format dataset folder. The run folder
-(``--out``, default runs/<model name>) receives:
+The run folder receives:
 - checkpoint.pt: resumable state (weights, EMA, optimiser, schedule, step, RNG), written
   atomically every ``checkpoint_every`` steps, at every epoch end and on Ctrl-C;
 - model.pt: the final EMA weights as a plain detr_ros checkpoint (to evaluate, export, ship);
 - metrics.csv (+ tensorboard/ when installed) and training_curves.png;
 - model_config.yaml and train_config.yaml as used, labels.txt (class names, one per line).
-``--resume RUN_DIR`` continues exactly where checkpoint.pt stopped: the same step, data
-order, augmentations, optimiser/schedule/EMA states and random streams, so a run killed
-and resumed ends where an uninterrupted one does. ``--from`` starts from another model's
-weights, re-mapping the class rows by class name when the class sets differ.
+Resuming continues exactly where checkpoint.pt stopped: the same step, data order,
+augmentations, optimiser/schedule/EMA states and random streams, so a run killed and resumed
+ends where an uninterrupted one does. ``init_from`` starts from another model's weights,
+re-mapping the class rows by class name when the class sets differ.
 Multi-process: launch with torchrun (DistributedDataParallel; NCCL on GPUs, gloo on CPU).
 """
 
@@ -340,43 +339,34 @@ class Trainer:
         self.dist.close()
 
 
-def add_arguments(parser):
-    parser.add_argument("config", help="model config YAML, e.g. config/models/rtdetr_r18vd_tiny.yaml")
-    parser.add_argument("--data", required=True, help="training dataset folder (annotations.json, images/)")
-    parser.add_argument("--val", help="held-out dataset folder, evaluated (COCO mAP) at epoch ends")
-    parser.add_argument("--train-config", help="training settings YAML (config/train/*.yaml); default: built-in")
-    parser.add_argument("--out", help="run folder (default: runs/<model name>)")
-    parser.add_argument("--from", dest="init_from", metavar="CHECKPOINT", help="start from these weights (fine-tune)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
-    parser.add_argument("--epochs", type=int, help="override the training config's epochs")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--threads", type=int, help="PyTorch CPU threads per process")
-    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
-                        help="stop (resumably) after this much training time")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+def train(model_config_path, data_dir, *, val_dir=None, train_config_path=None, run_dir=None, init_from=None,
+          resume=False, epochs=None, device=None, time_limit_s=None, progress=True):
+    """Train the model of a model YAML on a dataset folder; returns the TrainResult.
 
-
-def run(args):
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.resume and args.init_from:
-        raise ConfigError("--resume continues a run with its own weights; it cannot be combined with --from")
-    model_config = load_model_config(args.config)
-    if args.resume:
-        run_dir = Path(args.resume)
+    train_config_path: training settings YAML (default: TrainConfig's); run_dir: the run folder
+    (default runs/<model name>); resume: continue the run in run_dir where checkpoint.pt stopped,
+    with its own training settings; epochs: replaces the settings' epochs; time_limit_s: stop,
+    resumably, after this much training time.
+    """
+    if resume and init_from:
+        raise ConfigError("resuming continues a run with its own weights; it cannot start from other weights")
+    if resume and run_dir is None:
+        raise ConfigError("resuming needs the run folder to continue")
+    model_config = load_model_config(model_config_path)
+    if resume:
+        run_dir = Path(run_dir)
         train_config = TrainConfig.from_dict(
             load_checkpoint(run_dir / CHECKPOINT)["extra"].get("training", {}).get("train_config", {}),
             source=str(run_dir / CHECKPOINT))
     else:
-        run_dir = Path(args.out or Path("runs") / (model_config.name or Path(args.config).stem))
-        train_config = load_train_config(args.train_config) if args.train_config else TrainConfig()
-    if args.epochs is not None:
-        train_config.epochs = args.epochs
-        train_config.validate("--epochs")
-    trainer = Trainer(model_config, train_config, args.data, run_dir, val_dir=args.val, init_from=args.init_from,
-                      resume=bool(args.resume), device=args.device, progress=not args.no_progress)
+        run_dir = Path(run_dir or Path("runs") / (model_config.name or Path(model_config_path).stem))
+        train_config = load_train_config(train_config_path) if train_config_path else TrainConfig()
+    if epochs is not None:
+        train_config.epochs = epochs
+        train_config.validate("epochs")
+    trainer = Trainer(model_config, train_config, data_dir, run_dir, val_dir=val_dir, init_from=init_from,
+                      resume=resume, device=device, progress=progress)
     try:
-        trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
+        return trainer.run(time_limit_s=time_limit_s)
     finally:
         trainer.close()
-    return 0

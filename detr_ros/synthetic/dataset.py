@@ -1,9 +1,7 @@
-"""``detr-ros synth OUT --images N --seed S [--size WxH] [--video FRAMES]``.
+"""Synthetic scenes written as a COCO-format dataset: ``OUT/annotations.json`` and ``OUT/images/``.
 
-Writes a COCO-format dataset: ``OUT/annotations.json`` and ``OUT/images/``. With
-``--images`` the pictures are independent still scenes; with ``--video`` they are
-consecutive frames of one synthetic video. A held-out split is the same command with
-another ``--seed``.
+``synthesize`` writes independent still scenes, or consecutive frames of one synthetic video;
+a held-out split is the same call with another seed.
 """
 
 import json
@@ -19,17 +17,6 @@ from detr_ros.synthetic.video import SceneVideo
 
 ANNOTATIONS_FILE = "annotations.json"
 IMAGES_DIR = "images"
-
-
-def parse_size(text):
-    """'WxH' -> (width, height)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size: expected WIDTHxHEIGHT like 320x320, got {text!r}") from None
-    if width < 32 or height < 32:
-        raise ConfigError(f"--size: images must be at least 32x32 pixels, got {text!r}")
-    return width, height
 
 
 def coco_categories():
@@ -72,30 +59,19 @@ def write_dataset(out_dir, pictures, width, height, description):
     return coco
 
 
-def add_arguments(parser):
-    parser.add_argument("out", help="output folder (created): annotations.json and images/")
-    parser.add_argument("--images", type=int, help="number of independent still scenes")
-    parser.add_argument("--video", type=int, metavar="FRAMES", help="number of consecutive video frames instead")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; use another seed for a held-out split")
-    parser.add_argument("--size", default="320x320", help="image size WIDTHxHEIGHT (default 320x320)")
-
-
-def run(args):
-    width, height = parse_size(args.size)
-    if (args.images is None) == (args.video is None):
-        raise ConfigError("give exactly one of --images N or --video FRAMES")
-    count = args.images if args.images is not None else args.video
+def synthesize(out_dir, count, *, seed=0, width=320, height=320, video=False):
+    """Write ``count`` still scenes (or, with ``video``, consecutive video frames) of width x height
+    pixels as a COCO dataset in ``out_dir``; returns the COCO dictionary that was written."""
     if count < 1:
         raise ConfigError(f"the number of images/frames must be at least 1, got {count}")
-    if args.video is not None:
-        video = SceneVideo(width, height, args.seed)
-        pictures = (video.frame(index) for index in range(count))
-        description = f"detr_ros synthetic video, seed {args.seed}, {count} frames"
+    if width < 32 or height < 32:
+        raise ConfigError(f"images must be at least 32x32 pixels, got {width}x{height}")
+    if video:
+        scenes = SceneVideo(width, height, seed)
+        pictures = (scenes.frame(index) for index in range(count))
+        description = f"detr_ros synthetic video, seed {seed}, {count} frames"
     else:
-        generator = SceneGenerator(width, height, args.seed)
+        generator = SceneGenerator(width, height, seed)
         pictures = (generator.image(index) for index in range(count))
-        description = f"detr_ros synthetic scenes, seed {args.seed}, {count} images"
-    coco = write_dataset(args.out, pictures, width, height, description)
-    print(f"wrote {len(coco['images'])} images with {len(coco['annotations'])} objects "
-          f"of {len(CLASSES)} classes to {args.out}")
-    return 0
+        description = f"detr_ros synthetic scenes, seed {seed}, {count} images"
+    return write_dataset(out_dir, pictures, width, height, description)
