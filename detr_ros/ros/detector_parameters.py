@@ -6,16 +6,15 @@ launch file and config/detector.yaml are compared against the same table.
 """
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from detr_ros.errors import ConfigError
+from detr_ros.package_files import package_file, package_file_candidates
 from detr_ros.ros.messages import CLASS_ID_FORMATS
 from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 
-PACKAGE = "detr_ros"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 RELIABILITIES = ("best_effort", "reliable")
@@ -24,16 +23,7 @@ INT8_MODES = ("auto", "true", "false")
 
 def default_model_path():
     """The shipped model: in the ament share folder, the pip install prefix, or the source tree."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE, print_warning=False)) / SHIPPED_MODEL)
-    except (ImportError, LookupError, OSError):  # not installed through ament, or AMENT_PREFIX_PATH unset
-        pass
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / SHIPPED_MODEL)  # pip's data_files
-    candidates.append(Path(__file__).resolve().parents[2] / SHIPPED_MODEL)  # a source checkout
-    return str(next((path for path in candidates if path.is_file()), candidates[0]))
+    return str(package_file(SHIPPED_MODEL) or package_file_candidates(SHIPPED_MODEL)[0])
 
 
 PARAMETERS = (

@@ -26,6 +26,7 @@ import yaml
 
 from detr_ros.coco_metrics import coco_evaluate, coco_results, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
+from detr_ros.package_files import package_file, package_file_candidates
 
 DEFAULT_SECONDS = 20.0
 CAMERA_RATE_HZ = 5.0
@@ -44,19 +45,11 @@ OUTPUT_NAMES = ("annotated.mp4", "contact_sheet.png", "recording.json", "summary
 def loopback_profile():
     """config/fastdds_loopback.xml: in the ament share folder, the pip prefix, or the source tree."""
     relative = Path("config") / "fastdds_loopback.xml"
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("detr_ros", print_warning=False)) / relative)
-    except (ImportError, LookupError, OSError):
-        pass
-    candidates.append(Path(sys.prefix) / "share" / "detr_ros" / relative)
-    candidates.append(Path(__file__).resolve().parents[2] / relative)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"the loopback Fast DDS profile is missing; looked in {', '.join(map(str, candidates))}")
+    path = package_file(relative)
+    if path is None:
+        raise ConfigError(f"the loopback Fast DDS profile is missing; looked in "
+                          f"{', '.join(map(str, package_file_candidates(relative)))}")
+    return path
 
 
 def _die_with_parent():
