@@ -38,7 +38,8 @@ RECORDING_NAME = "recording.json"
 CHECK_PERIOD_S = 0.1
 # After the input ends, the run is over once no detections came for this long.
 ANSWER_GRACE_S = 2.0
-# Images kept for the video (as JPEG, about 60 kB each at 640x480); later frames are only counted and scored.
+# Images kept for the video (JPEG-encoded, so that a long run stays in memory); later frames are only counted
+# and scored.
 VIDEO_FRAME_LIMIT = 3000
 CONTACT_SHEET_COLUMNS = 3
 CONTACT_SHEET_TILE_WIDTH = 320
