@@ -8,10 +8,10 @@ the new name, so the profile would silently not apply), FASTDDS_DEFAULT_PROFILES
 """
 
 import os
-import sys
 from pathlib import Path
 
-PACKAGE = "detr_ros"
+from detr_ros.package_files import package_file, package_file_candidates
+
 PROFILE = Path("config") / "fastdds_loopback.xml"
 OLD_VARIABLE = "FASTRTPS_DEFAULT_PROFILES_FILE"
 NEW_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -27,16 +27,7 @@ def profile_variable(distro):
 
 def loopback_profile():
     """config/fastdds_loopback.xml: in the ament share folder, the pip prefix, or the source tree."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE, print_warning=False)) / PROFILE)
-    except (ImportError, LookupError, OSError):  # not installed through ament, or AMENT_PREFIX_PATH unset
-        pass
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / PROFILE)
-    candidates.append(Path(__file__).resolve().parents[2] / PROFILE)
-    return next((path for path in candidates if path.is_file()), candidates[-1])
+    return package_file(PROFILE) or package_file_candidates(PROFILE)[-1]
 
 
 def keep_dds_on_loopback(environ, domain_id, profile=None):

@@ -26,7 +26,8 @@ import yaml
 
 from detr_ros.coco_metrics import coco_evaluate, coco_results, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
-from detr_ros.package_files import package_file, package_file_candidates
+from detr_ros.package_files import package_file_candidates
+from detr_ros.ros.loopback_dds import PROFILE, keep_dds_on_loopback, loopback_profile
 
 DEFAULT_SECONDS = 20.0
 CAMERA_RATE_HZ = 5.0
@@ -40,16 +41,6 @@ LOG_TAIL_LINES = 15
 # Domain ids the demo picks from: clear of 0 and of the test suite's 101..200 (Fast DDS allows up to 232).
 DEMO_DOMAINS = range(201, 231)
 OUTPUT_NAMES = ("annotated.mp4", "contact_sheet.png", "recording.json", "summary.json")
-
-
-def loopback_profile():
-    """config/fastdds_loopback.xml: in the ament share folder, the pip prefix, or the source tree."""
-    relative = Path("config") / "fastdds_loopback.xml"
-    path = package_file(relative)
-    if path is None:
-        raise ConfigError(f"the loopback Fast DDS profile is missing; looked in "
-                          f"{', '.join(map(str, package_file_candidates(relative)))}")
-    return path
 
 
 def _die_with_parent():
@@ -104,10 +95,11 @@ def _environment(camera_topic):
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     if camera_topic is None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(loopback_profile())
-        env["ROS_DOMAIN_ID"] = str(DEMO_DOMAINS[os.getpid() % len(DEMO_DOMAINS)])
-        env.pop("ROS_LOCALHOST_ONLY", None)
-        env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+        profile = loopback_profile()
+        if not profile.is_file():
+            raise ConfigError(f"the loopback Fast DDS profile is missing; looked in "
+                              f"{', '.join(map(str, package_file_candidates(PROFILE)))}")
+        keep_dds_on_loopback(env, DEMO_DOMAINS[os.getpid() % len(DEMO_DOMAINS)], profile)
     return env
 
 
@@ -117,7 +109,7 @@ def _wait_for_subscribers(env, topics, processes, timeout_s):
     from rclpy.context import Context
 
     # This process's own participant must use the same DDS settings as the nodes.
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"]
+    keep_dds_on_loopback(os.environ, int(env["ROS_DOMAIN_ID"]))
     context = Context()
     context.init(domain_id=int(env["ROS_DOMAIN_ID"]))
     try:
