@@ -6,13 +6,10 @@ stores ``ModelConfig.to_dict()`` so that it can be rebuilt without the YAML file
 """
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from detr_ros.errors import ConfigError
+from detr_ros.typed_config import config_from_mapping, read_yaml
 
 ARCHITECTURES = ("rtdetr", "detr")
 RTDETR_VERSIONS = ("v1", "v2")
@@ -107,17 +104,7 @@ class ModelConfig:
 
         Missing fields take their defaults; unknown fields and wrong types raise ConfigError.
         """
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping of model settings, found {type(values).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        hints = typing.get_type_hints(cls)
-        converted = {name: _convert(name, value, hints[name], source) for name, value in values.items()}
-        config = cls(**converted)
-        config.validate(source)
-        return config
+        return config_from_mapping(cls, values, source, "model settings")
 
     def validate(self, source="model config"):
         """Raise ConfigError naming the first invalid setting."""
@@ -173,43 +160,6 @@ class ModelConfig:
             check(getattr(self, name) in ACTIVATIONS, f"{name} must be one of {ACTIVATIONS}, got {getattr(self, name)!r}")
         check(self.num_denoising >= 0, f"num_denoising must be >= 0, got {self.num_denoising}")
         check(self.num_top_queries >= 1, f"num_top_queries must be >= 1, got {self.num_top_queries}")
-
-
-def _convert(name, value, annotation, source):
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {name} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {name} must be a string, got {value!r}")
-        return value
-    if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-        raise ConfigError(f"{source}: {name} must be a list of integers, got {value!r}")
-    return list(value)
-
-
-def read_yaml(path, what):
-    """The content of a YAML file, with ConfigError naming ``what`` (e.g. "model config") and the path.
-
-    An empty file reads as an empty mapping.
-    """
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{what} {path} is not valid YAML: {error}") from error
-    return {} if values is None else values
 
 
 def load_model_config(path):

@@ -5,12 +5,11 @@ optimiser, schedule, EMA, batches, augmentation, checkpoint and evaluation caden
 """
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from detr_ros.errors import ConfigError
-from detr_ros.modeling.config import _convert, read_yaml
+from detr_ros.typed_config import config_from_mapping, read_yaml
 from detr_ros.training.transforms import AugmentationConfig
 
 SCHEDULES = ("cosine", "constant")
@@ -51,15 +50,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values, source="train config"):
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping of training settings, found {type(values).__name__}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        hints = typing.get_type_hints(cls)
-        config = cls(**{name: _convert(name, value, hints[name], source) for name, value in values.items()})
-        config.validate(source)
-        return config
+        return config_from_mapping(cls, values, source, "training settings")
 
     def validate(self, source="train config"):
         def check(condition, message):
