@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from detr_ros.cli import main
+from detr_ros.runtime.cpu import describe_cpu, int8_weight_bits
 from test_runtime import OfficialBrightBox, UltralyticsBrightBox, export_graph
 
 
@@ -66,6 +67,9 @@ def test_bench_compares_a_known_and_a_foreign_graph(models, tmp_path, capsys):
     assert other["input_size"] == [96, 128]  # the foreign graph is fed MODEL's image size
     assert "session.run only" in other["covers"]["inference"]
     assert "plain.onnx (foreign)" in table and "ratio = MODEL / OTHER" in table and "covers" in table
+    # the CPU it ran on, and the INT8 weights an export on it chooses
+    assert report["settings"]["cpu"] == describe_cpu() and f"CPU: {describe_cpu()}" in table
+    assert report["settings"]["int8_weight_bits_for_this_cpu"] == int8_weight_bits()
 
 
 def test_bench_known_graphs_on_each_side(models, tmp_path, capsys):

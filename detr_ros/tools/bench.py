@@ -24,6 +24,7 @@ from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector, contracts
 from detr_ros.runtime.detector import session_options
 from detr_ros.runtime.model_file import check_model_file
+from detr_ros.runtime.cpu import describe_cpu, int8_weight_bits
 from detr_ros.runtime.providers import resolve_providers
 from detr_ros.synthetic import SceneGenerator
 
@@ -186,6 +187,7 @@ def format_table(report):
              f"{settings['iterations']} timed iterations after {settings['warmup']} warm-up"
              f"{', models alternating' if 'compare' in report else ''}; known models get "
              f"{settings['frame_size'][0]}x{settings['frame_size'][1]} BGR synthetic frames",
+             f"CPU: {settings['cpu']}; INT8 files for it: {settings['int8_weight_bits_for_this_cpu']}-bit weights",
              f"{'model':<32} {'provider':<10} {'stage':<12} {'min ms':>9} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
              f"{'fps':>8}  covers"]
     for role in ("model", "compare"):
@@ -248,7 +250,8 @@ def benchmark(model, *, compare=None, providers="cpu", batch=1, threads=None, it
         targets.append(open_target(compare, providers, threads, frames, image_size, input_size))
     samples = run_alternating(targets, iterations, warmup)
     report = {"settings": {"batch": batch, "threads": threads, "providers": providers, "iterations": iterations,
-                           "warmup": warmup, "profile": profile, "frame_size": [frame_height, frame_width]}}
+                           "warmup": warmup, "profile": profile, "frame_size": [frame_height, frame_width],
+                           "cpu": describe_cpu(), "int8_weight_bits_for_this_cpu": int8_weight_bits()}}
     for role, target, target_samples in zip(("model", "compare"), targets, samples):
         stages = summarise(target_samples, batch)
         report[role] = {"path": str(model if role == "model" else compare), "foreign": target.foreign,
