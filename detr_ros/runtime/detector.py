@@ -19,8 +19,8 @@ from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import contracts
 from detr_ros.runtime.cpu import int8_weights_problem
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
-from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
-from detr_ros.runtime.model_file import check_model_file, file_digest
+from detr_ros.runtime.metadata import PRECISION_FP16, QUANTIZATION_INT8_QDQ, parse_metadata
+from detr_ros.runtime.model_file import check_model_file, declared_precision, file_digest
 from detr_ros.runtime.pipeline import DetectionPipeline, check_selection
 from detr_ros.runtime.providers import (
     SHORT_NAMES,
@@ -155,7 +155,8 @@ class Detector(DetectionPipeline):
             options, notes = tensorrt_provider_options(
                 trt_options, device_id=device_id, model_sha256=self.model_sha256,
                 carries_int8_calibration=has_qdq, trt_version=tensorrt_version(),
-                gpu=gpu_identity(device_id), cache_root=self._cache_dir)
+                gpu=gpu_identity(device_id), cache_root=self._cache_dir,
+                fp16_file=declared_precision(self.model_path) == PRECISION_FP16)
             for note in notes:
                 LOG.info("detector %s: %s", self.model_path.name, note)
             return options

@@ -34,6 +34,11 @@ QUANTIZATION_INT8_QDQ_SYMMETRIC = "int8_qdq_symmetric"
 KEY_INT8_WEIGHT_BITS = PREFIX + "int8_weight_bits"
 INT8_WEIGHT_BITS = (7, 8)
 KEY_QUANTIZED_ON = PREFIX + "quantized_on"
+# Written on FP16 exports: "fp16", a strongly typed graph with FP16 weights and activations where
+# FP16 keeps FP32's detections, FP32 elsewhere and at its inputs and outputs (detr_ros.export.fp16).
+# TensorRT builds such a file in the precisions it declares; absent on FP32 and INT8 files.
+KEY_PRECISION = PREFIX + "precision"
+PRECISION_FP16 = "fp16"
 
 RESIZE_MODES = ("stretch", "letterbox")
 MODEL_COLOR_ORDERS = ("rgb", "bgr")
@@ -62,6 +67,7 @@ class ModelMetadata:
     quantization: str = ""
     int8_weight_bits: int = 0
     quantized_on: str = ""
+    precision: str = ""
 
     @property
     def scale_factor(self):
@@ -86,6 +92,8 @@ class ModelMetadata:
             props[KEY_INT8_WEIGHT_BITS] = str(self.int8_weight_bits)
         if self.quantized_on:
             props[KEY_QUANTIZED_ON] = self.quantized_on
+        if self.precision:
+            props[KEY_PRECISION] = self.precision
         return props
 
 
@@ -176,6 +184,7 @@ def parse_metadata(props, path, *, declared_input_size=None, labels_path=None):
     if KEY_INT8_WEIGHT_BITS in props:
         meta.int8_weight_bits = int(_choice(props, KEY_INT8_WEIGHT_BITS, [str(b) for b in INT8_WEIGHT_BITS], "", path))
     meta.quantized_on = props.get(KEY_QUANTIZED_ON, "")
+    meta.precision = _choice(props, KEY_PRECISION, (PRECISION_FP16, ""), "", path)
 
     if labels_path is not None:
         meta.class_names = read_labels_file(labels_path)
