@@ -36,7 +36,7 @@ from detr_ros.export.fp16 import (BOX_P99_BOUND, SCORE_P99_BOUND, detections, em
                                   prepared_for_fp16)
 from detr_ros.export.onnx_export import export, write_model
 from detr_ros.synthetic import SceneGenerator
-from detr_ros.synthetic.synth_command import write_dataset
+from detr_ros.synthetic.dataset import write_dataset
 from detr_ros.training.evaluate import evaluate_onnx
 from results import headline, write_result
 

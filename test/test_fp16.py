@@ -23,7 +23,7 @@ from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.runtime import Detector
 from detr_ros.runtime.model_file import declared_precision
 from detr_ros.synthetic import SceneGenerator
-from detr_ros.synthetic.synth_command import write_dataset
+from detr_ros.synthetic.dataset import write_dataset
 from detr_ros.training.evaluate import evaluate_onnx
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "synthetic_rtdetr.pt"
