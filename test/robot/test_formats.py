@@ -35,6 +35,8 @@ GOLDEN = {  # fixture -> the format it must be recognised as
     "yolo26_end2end": "yolo_end2end",
     "rfdetr_nano": "rfdetr",
     "rtdetrv2": "official",
+    "dfine": "official",
+    "deim": "official",
 }
 
 
