@@ -29,14 +29,16 @@ from detr_ros.runtime import Detector
 DATA = Path(__file__).resolve().parent / "data" / "formats"
 SCORE_TOLERANCE = 1e-5
 BOX_TOLERANCE_PX = 1e-3
-GOLDEN = {  # fixture -> the format it must be recognised as
-    "ultralytics_rtdetr_v8_3": "ultralytics_rtdetr",
-    "ultralytics_rtdetr_v8_4": "ultralytics_rtdetr_topk",
-    "yolo26_end2end": "yolo_end2end",
-    "rfdetr_nano": "rfdetr",
-    "rtdetrv2": "official",
-    "dfine": "official",
-    "deim": "official",
+GOLDEN = {  # fixture -> (the format it must be recognised as, the Detector options its user must give)
+    "ultralytics_rtdetr_v8_3": ("ultralytics_rtdetr", {}),
+    "ultralytics_rtdetr_v8_4": ("ultralytics_rtdetr_topk", {}),
+    "yolo26_end2end": ("yolo_end2end", {}),
+    "rfdetr_nano": ("rfdetr", {}),
+    "rtdetrv2": ("official", {}),
+    "dfine": ("official", {}),
+    "deim": ("official", {}),
+    # DEIMv2's S to X models take ImageNet mean/std, which neither their signature nor their file says.
+    "deimv2_s": ("official", {"normalization": "imagenet"}),
 }
 
 
@@ -136,10 +138,11 @@ def cache(tmp_path):
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_upstream_export_gives_upstreams_detections(name, cache, caplog):
     record = golden(name)
+    kind, options = GOLDEN[name]
     with caplog.at_level(logging.INFO, logger="detr_ros.runtime"):
-        detector, found = detect_as_upstream(DATA / record["model"], record, cache)
-    assert detector.signature == GOLDEN[name]
-    assert f"format {GOLDEN[name]}" in caplog.text
+        detector, found = detect_as_upstream(DATA / record["model"], record, cache, **options)
+    assert detector.signature == kind
+    assert f"format {kind}" in caplog.text
     assert len(record["scores"]) > 10, "a fixture with few detections proves little"
     assert len(found) == len(record["scores"])
     assert unmatched(record, found) == []
@@ -167,6 +170,13 @@ def test_ultralytics_8_4_file_whose_metadata_says_nothing_is_ambiguous(cache, tm
         Detector(stripped, cache_dir=cache)
     _, found = detect_as_upstream(stripped, record, cache, model_format="ultralytics_rtdetr_topk")
     assert unmatched(record, found) == []
+
+
+def test_deimv2_s_needs_its_normalization_named(cache):
+    record = golden("deimv2_s")
+    detector, found = detect_as_upstream(DATA / record["model"], record, cache)
+    assert detector.metadata.normalization == "none"  # the official signature's default, right for Atto to N
+    assert unmatched(record, found) != []
 
 
 def test_8_4_file_is_read_by_its_version_not_its_shape(cache):
@@ -229,7 +239,7 @@ def test_class_names_from_the_file_a_labels_file_or_coco(cache, tmp_path, caplog
     assert "COCO's 80 names" in caplog.text and "COCO names by category id" in caplog.text
     assert coco80.class_names[0] == "person" and coco80.category_ids[:3] == [1, 2, 3] and len(coco80.class_names) == 80
     assert coco91.signature == "rfdetr" and len(coco91.class_names) == 91
-    assert (coco91.class_names[1], coco91.class_names[12], coco91.class_names[90]) == ("person", "class_12", "toothbrush")
+    assert [coco91.class_names[i] for i in (1, 12, 90)] == ["person", "class_12", "toothbrush"]
     assert coco91.category_ids == list(range(91))
 
 
