@@ -19,7 +19,7 @@ from ultralytics import RTDETR, YOLO
 from ultralytics.utils import YAML
 from ultralytics.utils.checks import check_yaml
 
-IMAGE = HERE / "scene_480x640.png"
+IMAGE = HERE / "scene_240x320.png"
 IMGSZ = 320
 SEED = 0
 NOISE = 0.1
