@@ -39,6 +39,7 @@ GOLDEN = {  # fixture -> (the format it must be recognised as, the Detector opti
     "deim": ("official", {}),
     # DEIMv2's S to X models take ImageNet mean/std, which neither their signature nor their file says.
     "deimv2_s": ("official", {"normalization": "imagenet"}),
+    "rtdetrv4_s": ("official", {}),
 }
 
 

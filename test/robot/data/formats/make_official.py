@@ -101,6 +101,24 @@ UPSTREAMS = {
         "inference": "tools/inference/onnx_inf.py",
         "overrides": TINY_DFINE,
     },
+    "rtdetrv4_s": {
+        "repository": "RT-DETRs/RT-DETRv4",
+        "commit": "df4412261c6162f62aa4fb84e90b2df3c1b5f223",
+        "root": ".",
+        "package": "engine",
+        "backbone": "engine.backbone.hgnetv2",
+        "architecture": "B0",
+        "config": "configs/rtv4/rtv4_hgnetv2_s_coco.yml",
+        "export": "tools/deployment/export_onnx.py",
+        "inference": "tools/inference/onnx_inf.py",
+        # The S model's three levels at tiny widths (its DINOv3 teacher takes part in training only).
+        "overrides": {
+            "HGNetv2": {"name": "B0", "return_idx": [1, 2, 3], "pretrained": False},
+            "HybridEncoder": {"in_channels": [32, 64, 128], "hidden_dim": 32, "dim_feedforward": 64, "nhead": 2},
+            "DFINETransformer": {"feat_channels": [32, 32, 32], "hidden_dim": 32, "dim_feedforward": 64,
+                                 "num_layers": 1, "nhead": 2, "eval_idx": -1},
+        },
+    },
     "deimv2_s": {
         "repository": "Intellindust-AI-Lab/DEIMv2",
         "commit": "0fff8d4dcdc272e6cf2d84be31399db471357941",
