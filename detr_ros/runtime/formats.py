@@ -37,8 +37,9 @@ from detr_ros.runtime.preprocess import NORMALIZATIONS
 OFFICIAL_INPUTS = ("images", "orig_target_sizes")
 OFFICIAL_OUTPUTS = ("labels", "boxes", "scores")
 RFDETR_OUTPUTS = ("dets", "labels")
-# An RF-DETR head with 91 slots is a COCO head: slot i is COCO category id i, and there is no
-# "no object" slot (RF-DETR's own decoder is told so for COCO checkpoints).
+# An RF-DETR head with 91 slots is taken for a COCO head: slot i is COCO category id i, and there is
+# no "no object" slot (RF-DETR's own decoder is told so for COCO checkpoints). A head trained on 90
+# classes of one's own would have 91 slots too; its last class would then be read as a class.
 COCO_CATEGORY_SLOTS = 91
 # From this release on Ultralytics exports RT-DETR with the top-K inside the graph.
 ULTRALYTICS_TOPK_RELEASE = (8, 4)
@@ -101,8 +102,9 @@ class UltralyticsFile:
 
 
 class Format:
-    """One known format. Subclasses say how it is recognised (fits, verdict), fed and decoded.
+    """One known format. Subclasses say how it is recognised (misfit, verdict), fed and decoded.
 
+    name: the model_format value that names it; layout: its inputs and outputs, for messages.
     resize_mode: "stretch" | "letterbox"; normalization: "none" | "imagenet"; both defaults that a
     file's detr_ros metadata or the Detector's options override.
     needs_metadata: accepted only where the file's metadata confirms it (or model_format names it).
@@ -233,7 +235,8 @@ class UltralyticsRtdetr(SingleOutput):
         if ultralytics.family == "yolo":
             return self.yolo(ultralytics)
         if ultralytics.release >= ULTRALYTICS_TOPK_RELEASE:
-            return False, f"Ultralytics {'.'.join(map(str, ultralytics.release))} exports RT-DETR with the top-K in the graph"
+            return False, (f"Ultralytics {'.'.join(map(str, ultralytics.release))} exports RT-DETR with the top-K "
+                           "in the graph")
         if ultralytics.family is None:
             return None, "its Ultralytics metadata does not say whether it is RT-DETR or YOLO"
         return True, ""
@@ -252,7 +255,8 @@ class UltralyticsRtdetr(SingleOutput):
 
 class UltralyticsRtdetrTopk(SingleOutput):
     name = "ultralytics_rtdetr_topk"
-    layout = "one input float32 [N,3,H,W]; one output float32 [N,K,6] = cx,cy,w,h,score,class (Ultralytics RT-DETR 8.4 on)"
+    layout = ("one input float32 [N,3,H,W]; one output float32 [N,K,6] = cx,cy,w,h,score,class "
+              "(Ultralytics RT-DETR 8.4 on)")
     width = 6
 
     def judge(self, ultralytics):
@@ -270,7 +274,8 @@ class UltralyticsRtdetrTopk(SingleOutput):
 
 class YoloEnd2End(SingleOutput):
     name = "yolo_end2end"
-    layout = "one input float32 [N,3,H,W]; one output float32 [N,K,6] = x1,y1,x2,y2,score,class in input pixels (YOLO26, YOLOv10)"
+    layout = ("one input float32 [N,3,H,W]; one output float32 [N,K,6] = x1,y1,x2,y2,score,class in input "
+              "pixels (YOLO26, YOLOv10)")
     resize_mode = "letterbox"
     width = 6
 
