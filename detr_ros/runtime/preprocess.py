@@ -100,8 +100,9 @@ class Preprocessor:
         self.model_color_order = model_color_order
         self.scale = np.float32(scale)
         statistics = NORMALIZATIONS[normalization]
+        channels = slice(None, None, -1 if model_color_order == "bgr" else 1)  # the statistics are R, G, B
         self.mean, self.std = (None, None) if statistics is None else (
-            np.asarray(s, np.float32)[::-1 if model_color_order == "bgr" else 1, None, None] for s in statistics)
+            np.asarray(values, np.float32)[channels, None, None] for values in statistics)  # [3, 1, 1]
 
     def new_canvases(self):
         """uint8 canvases, one per source channel count, reused for every frame."""

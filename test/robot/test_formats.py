@@ -25,6 +25,7 @@ import pytest
 
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.runtime import Detector
+from detr_ros.runtime.preprocess import NORMALIZATIONS, Preprocessor
 
 DATA = Path(__file__).resolve().parent / "data" / "formats"
 SCORE_TOLERANCE = 1e-5
@@ -249,3 +250,16 @@ def test_fixture_files_are_small():
     sizes = {path.name: path.stat().st_size for path in DATA.iterdir()}
     assert max(sizes.values()) <= 3_000_000, sizes
     assert sum(sizes.values()) <= 15_000_000, sizes
+
+
+def test_imagenet_statistics_follow_the_models_colour_order():
+    """(pixel / 255 - mean) / std per channel, the mean and std of R, G and B wherever the model wants them."""
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8)
+    slots = {}
+    for order in ("rgb", "bgr"):
+        slots[order] = np.empty((3, 8, 8), np.float32)
+        Preprocessor((8, 8), "stretch", order, 1 / 255, "imagenet").fill(slots[order], image, "bgr", {})
+    mean, std = NORMALIZATIONS["imagenet"]
+    expected_red = (image[..., 2] / 255 - mean[0]) / std[0]
+    np.testing.assert_allclose(slots["rgb"][0], expected_red, atol=1e-6)
+    np.testing.assert_allclose(slots["bgr"][2], expected_red, atol=1e-6)
