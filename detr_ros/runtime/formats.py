@@ -186,7 +186,7 @@ class SingleOutput(Format):
     """The Ultralytics layouts: one image input [N,3,H,W], one output [N,K,width]."""
 
     needs_metadata = True
-    width = None  # the output's last dimension where the layout fixes it
+    width = None  # the output's last dimension, where the layout fixes it
 
     def misfit(self, inputs, outputs):
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 3:
@@ -253,11 +253,25 @@ class UltralyticsRtdetr(SingleOutput):
         return cxcywh_to_pixels(predictions[..., :4], canvas_size), scores, labels
 
 
-class UltralyticsRtdetrTopk(SingleOutput):
+class SixColumns(SingleOutput):
+    """The NMS-free Ultralytics layouts: [N,K,6] = four box columns, score, class."""
+
+    width = 6
+
+    def pixels(self, boxes, canvas_size):
+        """boxes [N,K,4] as the graph gives them -> [N,K,4] float32 xyxy canvas pixels."""
+        raise NotImplementedError
+
+    def decode(self, outputs, canvas_size):
+        (predictions,) = outputs
+        return (self.pixels(predictions[..., :4], canvas_size), predictions[..., 4],
+                np.rint(predictions[..., 5]).astype(np.int64))
+
+
+class UltralyticsRtdetrTopk(SixColumns):
     name = "ultralytics_rtdetr_topk"
     layout = ("one input float32 [N,3,H,W]; one output float32 [N,K,6] = cx,cy,w,h,score,class "
               "(Ultralytics RT-DETR 8.4 on)")
-    width = 6
 
     def judge(self, ultralytics):
         if ultralytics.family == "yolo":
@@ -266,18 +280,15 @@ class UltralyticsRtdetrTopk(SingleOutput):
             return False, f"Ultralytics {'.'.join(map(str, ultralytics.release))} exports RT-DETR as [N,Q,4+C]"
         return True, ""
 
-    def decode(self, outputs, canvas_size):
-        (predictions,) = outputs
-        return (cxcywh_to_pixels(predictions[..., :4], canvas_size), predictions[..., 4],
-                np.rint(predictions[..., 5]).astype(np.int64))
+    def pixels(self, boxes, canvas_size):
+        return cxcywh_to_pixels(boxes, canvas_size)
 
 
-class YoloEnd2End(SingleOutput):
+class YoloEnd2End(SixColumns):
     name = "yolo_end2end"
     layout = ("one input float32 [N,3,H,W]; one output float32 [N,K,6] = x1,y1,x2,y2,score,class in input "
               "pixels (YOLO26, YOLOv10)")
     resize_mode = "letterbox"
-    width = 6
 
     def judge(self, ultralytics):
         if ultralytics.family == "rtdetr":
@@ -288,10 +299,8 @@ class YoloEnd2End(SingleOutput):
             return None, "its Ultralytics metadata does not say whether it is RT-DETR or YOLO"
         return True, ""
 
-    def decode(self, outputs, canvas_size):
-        (predictions,) = outputs
-        return (predictions[..., :4].astype(np.float32, copy=False), predictions[..., 4],
-                np.rint(predictions[..., 5]).astype(np.int64))
+    def pixels(self, boxes, canvas_size):
+        return boxes.astype(np.float32, copy=False)
 
 
 class Rfdetr(Format):
