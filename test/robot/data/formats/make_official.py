@@ -3,8 +3,10 @@
     python make_official.py UPSTREAM CHECKOUT
 
 UPSTREAM is a key of UPSTREAMS; CHECKOUT a checkout of its repository at the commit named there.
-Run in a virtual environment with torch, torchvision, onnx, onnxruntime and the upstream's
-requirements (tensorboard, faster-coco-eval), not the project's. The model is built from the
+Run in a virtual environment with torch, torchvision, onnx, onnxruntime, onnxscript and the
+upstreams' requirements (tensorboard, faster-coco-eval, calflops, transformers, PyYAML), not the
+project's; the fixtures were made with torch 2.14.1 (whose torch.onnx.export, called as the export
+scripts call it, is the dynamo-based exporter, hence onnxscript) and onnxruntime 1.31.1. The model is built from the
 upstream's own config with its widths and depths overridden (OVERRIDES, merged by the upstream's
 own config loader), its weights noised, saved as the checkpoint its export script loads, and
 exported by that script (tools/.../export_onnx.py, in this process, as its main(args)). The
