@@ -59,6 +59,7 @@ class ModelMetadata:
     resize_mode: str = "stretch"
     color_order: str = "rgb"
     scale: str = "1/255"
+    normalization: str = "none"  # after scaling (preprocess.NORMALIZATIONS); set by the model's format
     class_names: list = field(default_factory=list)
     category_ids: list = field(default_factory=list)
     model_name: str = ""
@@ -117,7 +118,7 @@ def _input_size(value, key, path):
     return (int(value[0]), int(value[1]))
 
 
-def _ultralytics_names(props):
+def ultralytics_names(props):
     """Ultralytics writes ``names`` as a Python dict literal {0: 'person', ...}."""
     try:
         names = ast.literal_eval(props["names"])
@@ -194,7 +195,7 @@ def parse_metadata(props, path, *, declared_input_size=None, labels_path=None):
             raise ModelFileError(f"{path}: metadata {KEY_CLASS_NAMES} must be a JSON list of strings")
         meta.class_names = names
     elif "names" in props:
-        meta.class_names = _ultralytics_names(props)
+        meta.class_names = ultralytics_names(props)
 
     if KEY_CATEGORY_IDS in props:
         ids = _json_value(props, KEY_CATEGORY_IDS, path)
