@@ -44,7 +44,7 @@ def test_detection_array_has_centre_size_boxes_and_copied_headers():
     assert (first.bbox.size_x, first.bbox.size_y) == (40.0, 80.0)
     assert first.results[0].hypothesis.class_id == "2"
     assert first.results[0].hypothesis.score == pytest.approx(0.9)
-    assert [d.id for d in array.detections] == ["0", "1"]
+    assert [d.id for d in array.detections] == ["", ""], "no ids without a tracker"
     assert all(d.header == array.header for d in array.detections)
     assert (second.bbox.center.position.x, second.bbox.size_y) == (2.0, 2.0)
 
@@ -69,7 +69,7 @@ def test_detection_array_writer_reuses_detections_and_keeps_no_stale_ones():
     second = writer.fill(header(sec=2), three[1:2], np.array([0.5]), np.array([2]), NAMES, "name")
     assert len(second.detections) == 1 and second.detections[0] is reused
     only = second.detections[0]
-    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "0")
+    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "")
     assert only.results[0].hypothesis.class_id == "ring" and only.header.stamp.sec == 2
     third = writer.fill(header(sec=3), three, np.array([0.3, 0.2, 0.1]), np.array([1, 1, 1]), NAMES)
     assert [d.results[0].hypothesis.score for d in third.detections] == pytest.approx([0.3, 0.2, 0.1])
