@@ -30,6 +30,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from detr_ros.errors import ConfigError
 from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import (
+    NODE_NAME,
     PARAMETERS,
     SPECS,
     cameras_from,
@@ -45,7 +46,6 @@ from detr_ros.ros.parameters import declare_parameters, warn_about_unknown_param
 from detr_ros.runtime import Detector
 from detr_ros.runtime.drawing import draw_detections
 
-NODE_NAME = "detr_detector"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARNING_THROTTLE_S = 5.0
 RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "duplicate_iou", "publish_debug_image",

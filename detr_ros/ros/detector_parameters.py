@@ -16,6 +16,7 @@ from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.runtime.encoded_images import DEFAULT_MAX_PIXELS
 
+NODE_NAME = "detr_detector"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 RELIABILITIES = ("best_effort", "reliable")

@@ -68,7 +68,9 @@ class ParameterSpec:
                 len(value) and not all(isinstance(v, str) for v in value))
         if isinstance(self.default, float):
             return isinstance(value, bool) or not isinstance(value, (int, float))
-        return False
+        if isinstance(self.default, int) and not isinstance(self.default, bool):
+            return isinstance(value, bool) or not isinstance(value, int)
+        return not isinstance(value, type(self.default))
 
     def normalized(self, value):
         """The value as the node uses it: a float for a float parameter, a list without blank entries."""

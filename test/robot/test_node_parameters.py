@@ -1,10 +1,9 @@
 """The detector's parameters: documented defaults, start-up checks, runtime changes, label_info.
 
 The node runs as its own process over real DDS with the shipped model; config/detector.yaml is
-read by the real ROS parameter parser, and the launch file is checked against the same table.
+read by the real ROS parameter parser.
 """
 
-import ast
 import filecmp
 import itertools
 import time
@@ -30,7 +29,6 @@ from node_testing import (REPO_ROOT, SHIPPED_MODEL, NodeProcess, boxes_of, detec
 from ros_testing import spin_until
 
 CONFIG = REPO_ROOT / "config" / "detector.yaml"
-LAUNCH = REPO_ROOT / "launch" / "detector.launch.py"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -57,21 +55,6 @@ def test_config_file_documents_every_parameter_with_its_default():
         assert lines[index - 1].strip().startswith("#"), f"{name} has no comment above it"
     for name in unset_lists:
         assert f"# {name}: [" in text, f"{name} is not shown in an example"
-
-
-def test_launch_file_arguments_map_onto_node_parameters():
-    tree = ast.parse(LAUNCH.read_text())  # valid Python
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    overrides = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OVERRIDES")
-    assert set(overrides.values()) <= set(SPECS)
-    assert declared == set(overrides) | {"params_file", "namespace"}
-    node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node")
-    keywords = {k.arg: k.value for k in node_call.keywords}
-    assert (keywords["package"].value, keywords["executable"].value) == ("detr_ros", "detector")
-    assert "detector = detr_ros.ros.detector_node:main" in (REPO_ROOT / "setup.py").read_text()
-    assert '"config", "detector.yaml"' in LAUNCH.read_text()
 
 
 def test_default_model_is_the_shipped_one():
