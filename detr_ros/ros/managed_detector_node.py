@@ -17,6 +17,7 @@ Parameters are checked at start; the runtime ones may be changed in any state.
 
 import sys
 
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from detr_ros.errors import DetrRosError
@@ -30,8 +31,29 @@ class ManagedDetectorNode(DetectorWork, LifecycleNode):
 
     def __init__(self, **node_options):
         LifecycleNode.__init__(self, NODE_NAME, **node_options)
+        self._refuse_unavailable_transitions()
         self.declare_detector_parameters()
         self.get_logger().info("unconfigured; configure loads the model, activate starts serving")
+
+    def _refuse_unavailable_transitions(self):
+        """Answer a change_state request for a transition the current state lacks with success false.
+
+        rclpy up to Jazzy lets the state machine's error escape the service callback, which ends the
+        node; rclpy's own lifecycle code reaches the service the same way, through this attribute.
+        """
+        service = self._service_change_state
+        serve = service.callback
+
+        def change_state(request, response):
+            try:
+                return serve(request, response)
+            except rclpy_implementation.RCLError:
+                self.get_logger().warning(f"transition {request.transition.id} {request.transition.label!r} "
+                                          "refused: the current state has no such transition")
+                response.success = False
+                return response
+
+        service.callback = change_state
 
     def on_configure(self, state):
         return self._transition("configure", self.load_model)

@@ -87,6 +87,8 @@ def test_lifecycle_transitions_load_serve_stop_and_free(ros_env, ros_context, tm
         assert lifecycle.transition(Transition.TRANSITION_ACTIVATE)
         assert spin_until(ros_context, [probe], lambda: serving() and publisher.get_subscription_count(), 10.0)
         assert answered()
+        assert not lifecycle.transition(Transition.TRANSITION_CONFIGURE), "not a transition from active"
+        assert lifecycle.state() == State.PRIMARY_STATE_ACTIVE and answered(), "a refused request changes nothing"
     finally:
         assert node.stop() == 0, node.output
         probe.destroy_node()
