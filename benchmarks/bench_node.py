@@ -57,14 +57,49 @@ def percentiles(values_ms):
             "max": round(float(values.max()), 2), "count": int(values.size)}
 
 
-class Bench:
+class DetectorUnderTest:
+    """rclpy in this process with a probe node, and the detector node as a subprocess with ``params``."""
+
+    def __init__(self, probe_name, params):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        rclpy.init()
+        self.rclpy = rclpy
+        self.node = Node(probe_name)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        yaml.safe_dump({"/**": {"ros__parameters": params}}, self._params_file)
+        self._params_file.close()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "detr_ros.ros.detector_node", "--ros-args", "--params-file", self._params_file.name],
+            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def spin_until(self, predicate, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not predicate() and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"detector exited: {self.process.stderr.read()}")
+            self.executor.spin_once(timeout_sec=0.01)
+        return predicate()
+
+    def close(self):
+        """Stop the detector with Ctrl-C; returns its exit status."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=30)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown()
+        os.unlink(self._params_file.name)
+        return code
+
+
+class Bench(DetectorUnderTest):
     """The probe node (publisher + subscribers) and the detector process."""
 
     def __init__(self, args, frames_rgb):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import Header
@@ -72,11 +107,9 @@ class Bench:
 
         from detr_ros.ros import messages
 
-        rclpy.init()
-        self.rclpy = rclpy
-        self.node = Node("bench_node_probe")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
+        params = {"model_path": str(args.model), "providers": ["cpu"], "threads": args.threads,
+                  "image_topics": [TOPIC], "publish_debug_image": False}
+        super().__init__("bench_node_probe", params)
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.answers = {}  # stamp ns -> arrival ns (probe clock)
         self.diagnostics = []
@@ -85,14 +118,6 @@ class Bench:
         self.publisher = self.node.create_publisher(Image, TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.messages = [messages.image_message(Header(frame_id="bench"), rgb, args.encoding) for rgb in frames_rgb]
         self.sent = 0
-        params = {"model_path": str(args.model), "providers": ["cpu"], "threads": args.threads,
-                  "image_topics": [TOPIC], "publish_debug_image": False}
-        self._params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-        yaml.safe_dump({"/**": {"ros__parameters": params}}, self._params_file)
-        self._params_file.close()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "detr_ros.ros.detector_node", "--ros-args", "--params-file", self._params_file.name],
-            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def _now_ns(self):
         return self.node.get_clock().now().nanoseconds
@@ -103,14 +128,6 @@ class Bench:
     def _on_diagnostics(self, msg):
         if msg.status:
             self.diagnostics.append({kv.key: kv.value for kv in msg.status[0].values})
-
-    def spin_until(self, predicate, timeout_s):
-        deadline = time.monotonic() + timeout_s
-        while not predicate() and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"detector exited: {self.process.stderr.read()}")
-            self.executor.spin_once(timeout_sec=0.01)
-        return predicate()
 
     def publish(self):
         """Publish the next frame stamped now; returns its stamp."""
@@ -131,14 +148,6 @@ class Bench:
         """The first diagnostics entry received after index ``after``."""
         self.spin_until(lambda: len(self.diagnostics) > after, 5.0)
         return self.diagnostics[-1]
-
-    def close(self):
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        self.node.destroy_node()
-        self.rclpy.try_shutdown()
-        os.unlink(self._params_file.name)
-        return code
 
 
 def measure_overhead(bench, detector, frames_rgb, rounds, per_round):

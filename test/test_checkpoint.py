@@ -1,5 +1,6 @@
 """detr_ros checkpoint files: round trip, atomic writes, and clear errors for bad files."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,3 +99,22 @@ def test_weights_of_another_model_are_named(saved, tmp_path):
         load_model(tmp_path / "other.pt")
     assert "missing keys: encoder.lateral_convs.0.norm.running_var" in str(error.value)
     assert "mis-shaped keys: decoder.dec_score_head.0.weight (file (3, 96), model (6, 96))" in str(error.value)
+
+
+@pytest.mark.parametrize("verb", ["convert", "eval", "export"])
+def test_a_file_that_is_no_checkpoint_gets_one_line_from_every_command(verb, tmp_path, capsys):
+    from detr_ros.cli import main
+
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, this is a text file\n")
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    pickled_noise = tmp_path / "pickled_noise.pt"  # a pickle's first bytes, then garbage: the unpickler fails
+    pickled_noise.write_bytes(b"\x80\x02" + noise.read_bytes())
+    for path in (text, noise, pickled_noise):
+        arguments = {"convert": [path, tmp_path / "out.pt"], "eval": [path, tmp_path],
+                     "export": [path, tmp_path / "out.onnx"]}[verb]
+        assert main([verb, *map(str, arguments)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"detr-ros {verb}: error: {path}: ") and len(error.strip().splitlines()) == 1, error
+        assert "not a PyTorch checkpoint" in error or "refused to load" in error or "not a readable" in error

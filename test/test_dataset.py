@@ -10,6 +10,7 @@ import torch
 from detr_ros.errors import DatasetError
 from detr_ros.training.dataset import CocoDetection, SampleKey
 from detr_ros.training.transforms import AugmentationConfig, resize_and_sanitize, train_augmentations
+from robot.hostile_images import png_header_claiming
 
 
 def _write_dataset(folder, annotations, images=None, categories=None):
@@ -72,7 +73,15 @@ def test_unreadable_image_names_file_and_entry(tmp_path):
     _write_dataset(tmp_path, ANNOTATIONS)
     (tmp_path / "images" / "a.png").write_bytes(b"not a picture")
     dataset = CocoDetection.from_folder(tmp_path)
-    with pytest.raises(DatasetError, match=r"images\[0\] \(id 10\): cannot read image file .*a\.png"):
+    with pytest.raises(DatasetError, match=r"images\[0\] \(id 10\): .*a\.png: not an image of a known format"):
+        dataset[SampleKey(0, 0, (48, 64))]
+
+
+def test_image_whose_header_claims_a_huge_size_is_refused_before_decoding(tmp_path):
+    _write_dataset(tmp_path, ANNOTATIONS)
+    (tmp_path / "images" / "a.png").write_bytes(png_header_claiming(40000, 40000))
+    dataset = CocoDetection.from_folder(tmp_path)
+    with pytest.raises(DatasetError, match=r"images\[0\] \(id 10\): .*a\.png: its header states 40000x40000"):
         dataset[SampleKey(0, 0, (48, 64))]
 
 

@@ -29,6 +29,7 @@ from detr_ros.modeling.checkpoint import save_checkpoint
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.ros.detector_parameters import default_model_path
 from detr_ros.synthetic import CATEGORY_IDS, CLASS_NAMES, SceneVideo
+from robot.hostile_images import jpeg_claiming, png_header_claiming
 
 TYPESTORE = get_typestore(Stores.LATEST)
 Image = TYPESTORE.types["sensor_msgs/msg/Image"]
@@ -234,3 +235,13 @@ def test_bad_inputs_are_refused_with_the_reason_and_nothing_is_overwritten(tiny_
     assert (folder / "a.png").read_bytes() == original
     assert cv2.imread(str(folder / "a_2.png")) is not None
     assert len(json.loads((folder / "images.json").read_text())["images"]) == 1
+
+
+def test_an_image_whose_header_claims_a_huge_size_is_skipped_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "huge.png").write_bytes(png_header_claiming(40000, 40000))
+    (tmp_path / "huge.jpg").write_bytes(jpeg_claiming(60000, 60000))
+    for name in ("huge.png", "huge.jpg"):
+        assert detect(default_model_path(), tmp_path / name, "--out", tmp_path / "out") == 1  # nothing read
+        error = capsys.readouterr().err
+        assert f"skipped {tmp_path / name}: its header states" in error and "refused before decoding" in error
+        assert all(line.startswith("detr-ros detect: ") for line in error.strip().splitlines()), error

@@ -8,7 +8,6 @@ runtime's own pre-processing, so the ranges seen are those of deployment.
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -17,6 +16,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from detr_ros.errors import DatasetError
 from detr_ros.runtime.cpu import PORTABLE_INT8_WEIGHT_BITS
+from detr_ros.runtime.encoded_images import read_image_file
 from detr_ros.runtime.preprocess import Preprocessor
 
 LOG = logging.getLogger("detr_ros.export")
@@ -201,9 +201,7 @@ class ImageCalibrationReader(CalibrationDataReader):
             return None
         path = self.files[self.position]
         self.position += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"calibration image {path}: cannot be decoded")
+        image = read_image_file(path)
         blob = np.empty((1, 3, *self.preprocessor.input_size), np.float32)
         self.preprocessor.fill(blob[0], image, "bgr", self.canvases)
         height, width = self.preprocessor.input_size

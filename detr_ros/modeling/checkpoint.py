@@ -9,7 +9,6 @@ import argparse
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -66,26 +65,44 @@ def _check_plain(value, where):
         raise ValueError(f"{where} holds a {type(value).__name__}; checkpoints store only plain values and tensors")
 
 
+# torch.save writes a zip archive; files from PyTorch before 1.6 are a pickle (protocol 2 and later).
+TORCH_FILE_SIGNATURES = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
 def read_torch_file(path):
     """torch.load(path, weights_only=True) with every failure turned into a ModelFileError."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head.startswith(TORCH_FILE_SIGNATURES):
+        raise ModelFileError(f"{path}: not a PyTorch checkpoint (a .pt or .pth file is a zip archive or a pickle; "
+                             f"this one starts with {head!r})")
     try:
         # facebookresearch/detr training checkpoints carry their argparse options: plain attributes.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
-            f"{path}: refused to load: the file holds Python objects other than weights "
-            f"(only tensors, numbers, strings, lists and dicts are accepted) ({_first_line(error)})"
+            f"{path}: refused to load: the file holds Python objects other than weights, or is corrupt "
+            f"(only tensors, numbers, strings, lists and dicts are accepted): {_unpickler_reason(error)}"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise ModelFileError(f"{path}: not a readable PyTorch file (truncated or corrupt?): {_first_line(error)}") from error
+    except Exception as error:  # the unpickler fails on corrupt data in any way (KeyError, IndexError, ...)
+        raise ModelFileError(f"{path}: not a readable PyTorch file (truncated or corrupt?): "
+                             f"{type(error).__name__}: {_first_line(error)}") from error
 
 
 def _first_line(error):
     return str(error).strip().split("\n")[0]
+
+
+def _unpickler_reason(error):
+    """The line of torch's weights-only refusal that names what it met (its first lines are advice)."""
+    text = str(error)
+    _, marker, reason = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in reason.splitlines() if line.strip()] if marker else []
+    return lines[0] if lines else _first_line(error)
 
 
 def load_checkpoint(path):

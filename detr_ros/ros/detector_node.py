@@ -1,12 +1,16 @@
-"""The ``detector`` node: camera images in, vision_msgs/Detection2DArray out.
+"""The ``detector`` node (``/detr_detector``): camera images in, vision_msgs/Detection2DArray out.
 
 Subscription callbacks only decode a message and leave the frame in its camera's slot; one
 worker thread takes every waiting frame (one per camera), runs them through the model as one
 batch and publishes, so a slow model drops old frames instead of building up latency.
 
 Per camera ``<ns>/<name>``: ``<ns>/detections`` (every processed frame, empty or not),
-``<ns>/label_info`` (transient local), ``<ns>/debug_image`` (only while subscribed);
-plus ``/diagnostics`` about once a second.
+``<ns>/label_info`` (transient local), ``<ns>/debug_image`` (only with publish_debug_image, drawn
+only while subscribed); plus ``/diagnostics`` about once a second.
+
+``DetectorWork`` holds the node's work in four steps (declare the parameters, load the model,
+start serving, stop serving) so that the plain node here and the managed (lifecycle) node in
+``managed_detector_node`` run the same code, the plain one all at once at start.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from detr_ros.errors import ConfigError
 from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import (
+    NODE_NAME,
     PARAMETERS,
     SPECS,
     cameras_from,
@@ -33,15 +38,14 @@ from detr_ros.ros.detector_parameters import (
     default_model_path,
     tensorrt_options,
 )
-from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.executable import run_node
+from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
-from detr_ros.ros.parameters import declare_parameters
+from detr_ros.ros.parameters import declare_parameters, warn_about_unknown_parameters
 from detr_ros.runtime import Detector
 from detr_ros.runtime.drawing import draw_detections
 
-NODE_NAME = "detr_detector"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARNING_THROTTLE_S = 5.0
 RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "duplicate_iou", "publish_debug_image",
@@ -71,18 +75,36 @@ class Camera:
     statistics: StreamStatistics
     detections: object  # publishers
     label_info: object
-    debug_image: object
+    debug_image: object = None  # only while publish_debug_image is true
     subscription: object = None
     detection_writer: messages.DetectionArrayWriter = dataclasses.field(default_factory=messages.DetectionArrayWriter)
 
 
-class DetectorNode(Node):
-    """Loads the model named by the parameters and serves every configured camera."""
+class DetectorWork:
+    """The detector's work, mixed into a rclpy Node (or LifecycleNode) subclass.
 
-    def __init__(self, **node_options):
-        super().__init__(NODE_NAME, **node_options)
-        values = declare_parameters(self, PARAMETERS)
-        cameras_topics = cameras_from(values["image_topics"], values["compressed"])
+    declare_parameters() once, then load_model() -> start() -> stop() -> unload_model(), any
+    number of times; between start() and stop() the node serves its cameras.
+    """
+
+    def declare_detector_parameters(self):
+        """Declare and check the parameters; raises ConfigError on a bad start value."""
+        self._values = declare_parameters(self, PARAMETERS)
+        self._cameras_topics = cameras_from(self._values["image_topics"], self._values["compressed"])
+        warn_about_unknown_parameters(self)
+        self._detector = None
+        self._settings = None
+        self._cameras = []
+        self._worker = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    @property
+    def serving(self):
+        return self._worker is not None
+
+    def load_model(self):
+        """Create the inference session; raises DetrRosError when the model or a setting is unusable."""
+        values = self._values
         self._detector = Detector(
             values["model_path"] or default_model_path(),
             providers=values["providers"],
@@ -94,22 +116,29 @@ class DetectorNode(Node):
             thread_spinning=False,
         )
         self._settings = self._settings_from(values)
-        self._frames = LatestFrames(len(cameras_topics))
+
+    def unload_model(self):
+        """Free the inference session (and the memory it holds)."""
+        self._detector = None
+        self._settings = None
+
+    def start(self):
+        """Advertise the outputs, subscribe to the cameras and start the inference worker."""
+        self._frames = LatestFrames(len(self._cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
-            depth=values["qos_depth"],
-            reliability=ReliabilityPolicy.RELIABLE if values["qos_reliability"] == "reliable"
+            depth=self._values["qos_depth"],
+            reliability=ReliabilityPolicy.RELIABLE if self._values["qos_reliability"] == "reliable"
             else ReliabilityPolicy.BEST_EFFORT,
         )
         try:
             self._cameras = [self._create_camera(index, topics, input_qos)
-                             for index, topics in enumerate(cameras_topics)]
+                             for index, topics in enumerate(self._cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._publish_label_info()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name="detr_detector_worker", daemon=True)
         self._worker.start()
         inputs = ", ".join(f"{c.subscription.topic_name} ({'compressed' if c.topics.compressed else 'raw'})"
@@ -119,18 +148,42 @@ class DetectorNode(Node):
             f"{self._detector.provider}; listening to {inputs}"
         )
 
+    def stop(self):
+        """Let the worker finish its batch and end, then withdraw the subscriptions and outputs."""
+        if self._worker is None:
+            return
+        self._frames.close()
+        self._worker.join(timeout=10.0)
+        self._worker = None
+        self.destroy_timer(self._diagnostics_timer)
+        self.destroy_publisher(self._diagnostics)
+        for camera in self._cameras:
+            self.destroy_subscription(camera.subscription)
+            for publisher in (camera.detections, camera.label_info, camera.debug_image):
+                if publisher is not None:
+                    self.destroy_publisher(publisher)
+        self._cameras = []
+
     def _create_camera(self, index, topics, input_qos):
         camera = Camera(
             topics=topics,
             statistics=StreamStatistics(time.monotonic_ns()),
             detections=self.create_publisher(Detection2DArray, topics.detections, OUTPUT_QOS),
             label_info=self.create_publisher(LabelInfo, topics.label_info, LABEL_INFO_QOS),
-            debug_image=self.create_publisher(Image, topics.debug_image, DEBUG_IMAGE_QOS),
         )
+        self._advertise_debug_image(camera, self._settings.publish_debug_image)
         message_type = CompressedImage if topics.compressed else Image
         camera.subscription = self.create_subscription(
             message_type, topics.image, self._make_callback(index, camera), input_qos)
         return camera
+
+    def _advertise_debug_image(self, camera, wanted):
+        """Create or withdraw the camera's debug_image publisher, so it is advertised only when enabled."""
+        if wanted and camera.debug_image is None:
+            camera.debug_image = self.create_publisher(Image, camera.topics.debug_image, DEBUG_IMAGE_QOS)
+        elif not wanted and camera.debug_image is not None:
+            publisher, camera.debug_image = camera.debug_image, None
+            self.destroy_publisher(publisher)
 
     # -- parameters -------------------------------------------------------------------------------
 
@@ -148,39 +201,54 @@ class DetectorNode(Node):
             spec = SPECS.get(parameter.name)
             if spec is None:
                 continue  # e.g. use_sim_time, handled by rclpy
-            value = parameter.value
-            problem = spec.problem(value) if value is not None else None
+            problem = spec.problem(parameter.value)
             if problem:
                 return SetParametersResult(successful=False, reason=f"{parameter.name}: {problem}")
-            values[parameter.name] = list(value) if isinstance(value, (list, tuple)) else value
+            values[parameter.name] = spec.normalized(parameter.value)
+        if self._detector is None:  # not configured yet: checked, and used once the model is loaded
+            self._values.update(values)
+            return SetParametersResult(successful=True)
         try:
             settings = self._settings_from(values, self._settings)
         except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        threshold_changed = settings.score_threshold != self._settings.score_threshold
-        self._settings = settings
+        self._values.update(values)
+        self._apply_settings(settings)
         if values:
             self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
-        if threshold_changed:
-            self._publish_label_info()
         return SetParametersResult(successful=True)
+
+    def _apply_settings(self, settings):
+        threshold_changed = settings.score_threshold != self._settings.score_threshold
+        self._settings = settings
+        for camera in self._cameras:
+            self._advertise_debug_image(camera, settings.publish_debug_image)
+        if threshold_changed and self.serving:
+            self._publish_label_info()
 
     # -- input ------------------------------------------------------------------------------------
 
     def _make_callback(self, index, camera):
-        decode = decode_compressed_message if camera.topics.compressed else decode_image_message
+        max_pixels = self._values["max_image_pixels"]
 
         def on_image(msg):
             received_ns = time.monotonic_ns()
             camera.statistics.count_received()
+            decoder_warnings = []
             try:
-                image, color_order = decode(msg)
+                if camera.topics.compressed:
+                    image, color_order = decode_compressed_message(msg, max_pixels, decoder_warnings)
+                else:
+                    image, color_order = decode_image_message(msg, max_pixels)
             except ImageMessageError as error:
                 camera.statistics.count_rejected()
                 self.get_logger().warning(
                     f"rejected a message on {camera.topics.image}: {error}", throttle_duration_sec=WARNING_THROTTLE_S
                 )
                 return
+            if decoder_warnings:
+                self.get_logger().warning(f"the decoder warned on {camera.topics.image}: {'; '.join(decoder_warnings)}",
+                                          throttle_duration_sec=WARNING_THROTTLE_S)
             if self._frames.put(Frame(index, image, color_order, msg.header, received_ns)):
                 camera.statistics.count_dropped()
             # Release the GIL so the woken worker starts now, not after the executor has gone back
@@ -229,11 +297,12 @@ class DetectorNode(Node):
         stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
-        if settings.publish_debug_image and camera.debug_image.get_subscription_count() > 0:
+        debug_image = camera.debug_image
+        if debug_image is not None and debug_image.get_subscription_count() > 0:
             labels = [messages.class_label(c, names, "name") for c in detections.class_ids.tolist()]
             drawn = draw_detections(frame.image, frame.color_order, detections.boxes, detections.scores,
                                     detections.class_ids, labels)
-            camera.debug_image.publish(messages.image_message(header, drawn, "rgb8"))
+            debug_image.publish(messages.image_message(header, drawn, "rgb8"))
 
     def _publish_label_info(self):
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._settings.frame_id)
@@ -251,15 +320,26 @@ class DetectorNode(Node):
                 self._detector.provider))
         self._diagnostics.publish(array)
 
+
+class DetectorNode(DetectorWork, Node):
+    """Loads the model named by the parameters and serves every configured camera from the start."""
+
+    def __init__(self, **node_options):
+        Node.__init__(self, NODE_NAME, **node_options)
+        self.declare_detector_parameters()
+        self.load_model()
+        self.start()
+
     def close(self, interrupted):
-        """Let the worker finish its batch and end; called before the node is destroyed."""
-        self._frames.close()
-        self._worker.join(timeout=10.0)
+        """Called before the node is destroyed."""
+        self.stop()
+
+
+SUMMARY = "Detects objects in camera images with an ONNX model and publishes vision_msgs/Detection2DArray per camera."
 
 
 def main(args=None):
-    return run_node(DetectorNode, "detector", "Detects objects in camera images with an ONNX model and publishes "
-                    "vision_msgs/Detection2DArray per camera.", PARAMETERS, args)
+    return run_node(DetectorNode, "detector", SUMMARY, PARAMETERS, args)
 
 
 if __name__ == "__main__":

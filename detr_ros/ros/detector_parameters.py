@@ -14,7 +14,9 @@ from detr_ros.package_files import package_file, package_file_candidates
 from detr_ros.ros.messages import CLASS_ID_FORMATS
 from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
+from detr_ros.runtime.encoded_images import DEFAULT_MAX_PIXELS
 
+NODE_NAME = "detr_detector"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 RELIABILITIES = ("best_effort", "reliable")
@@ -60,7 +62,10 @@ PARAMETERS = (
                   "(the image_transport convention)"),
     ParameterSpec("qos_reliability", "best_effort", "input subscription reliability", choices=RELIABILITIES),
     ParameterSpec("qos_depth", 1, "input subscription queue depth; 1 keeps only the newest frame", low=1, high=1000),
-    ParameterSpec("publish_debug_image", True, "publish debug_image (computed only while someone subscribes)",
+    ParameterSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "largest input image in pixels (width x height); a larger "
+                  "one is rejected, a compressed one from its header before it is decoded", low=1, high=1 << 32),
+    ParameterSpec("publish_debug_image", True, "publish debug_image (advertised only while true, drawn only while "
+                  "someone subscribes)",
                   read_only=False),
     ParameterSpec("class_id_format", "index", "ObjectHypothesis.class_id as the class index or the class name",
                   read_only=False, choices=CLASS_ID_FORMATS),

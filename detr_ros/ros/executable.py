@@ -1,13 +1,16 @@
 """How every node executable runs: ``--help``, start-up, spinning, and how the process ends.
 
 One policy for all of them, in ``run_node``:
-- Ctrl-C, SIGTERM or a shutdown from outside end the process with exit status 0, without a traceback;
+- Ctrl-C, SIGTERM or a shutdown from outside end the process with exit status 0, without a traceback,
+  also when the signal comes twice (a terminal and ``ros2 launch`` both send SIGINT on Ctrl-C);
 - a DetrRosError (a bad parameter or model file, a run that cannot go on) or a parameter or topic
   name that rclpy refuses is logged as one FATAL line saying what was found and what was expected,
   and ends the process with exit status 2.
 """
 
+import ctypes
 import os
+import signal
 import sys
 
 import rclpy
@@ -20,6 +23,7 @@ from detr_ros.ros.parameters import STRING_ARRAY
 
 EXIT_OK = 0
 EXIT_INVALID = 2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 START_FAILURES = (DetrRosError, ParameterException, NameValidationException)
 
 
@@ -51,6 +55,7 @@ def run_node(node_class, executable, summary, parameters, args=None):
     if help_requested(sys.argv if args is None else args):
         print(usage(executable, summary, parameters))
         return EXIT_OK
+    _stop_signals_raise_nothing()
     rclpy.init(args=args)
     node = None
     try:
@@ -58,23 +63,65 @@ def run_node(node_class, executable, summary, parameters, args=None):
             node = node_class()
         except START_FAILURES as error:
             _exit_at_once(executable, error)
+        except Exception:
+            if rclpy.ok():
+                raise
+            return EXIT_OK  # stopped while starting: creating ROS entities fails once the context is shut down
         interrupted = _spin(node)
         if hasattr(node, "close"):
             node.close(interrupted)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # stopped while starting or closing
+    except ExternalShutdownException:
+        pass  # stopped while closing
     except DetrRosError as error:
         node.get_logger().fatal(str(error))
         return EXIT_INVALID
     finally:
+        _ignore_stop_signals()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return EXIT_OK
 
 
+def _on_stop_signal(signum, frame):
+    """Nothing more to do: rclpy's own handler, which runs first, has shut the context down."""
+
+
+def _stop_signals_raise_nothing():
+    """Make SIGINT and SIGTERM stop the node without an exception, however often they come.
+
+    rclpy's signal handler shuts the context down (which ends spinning) and then calls the handler
+    that was installed before it. Python's default one raises KeyboardInterrupt wherever the main
+    thread happens to be, so a second Ctrl-C (a terminal and ``ros2 launch`` each send one) lands in
+    the clean-up. Installed before rclpy.init, so that rclpy calls it, this one does nothing.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+
+
+def _ignore_stop_signals():
+    """From here on the process only ends: later SIGINT and SIGTERM are ignored.
+
+    While the interpreter finalises, Python gives signals with a Python handler their default
+    action back, and a late one would kill the process with status -2; an ignored signal stays
+    ignored. Python refuses ("ignored due to race condition") a signal that arrived for a Python
+    handler but finds SIG_IGN when it runs, so the kernel ignores them first, the ones already
+    arrived run their (empty) handler, and only then Python's table says SIG_IGN too.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    for signum in STOP_SIGNALS:
+        libc.signal(signum, ctypes.c_void_p(int(signal.SIG_IGN)))
+    _on_stop_signal(None, None)  # a Python call: the interpreter runs the handlers of arrived signals
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _spin(node):
     """Run the node's callbacks until it is finished (False) or stopped from outside (True)."""
+    if not node.context.ok():
+        return True  # stopped before spinning: an executor cannot be made on a shut-down context
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
@@ -83,7 +130,7 @@ def _spin(node):
                 return True
             executor.spin_once()
         return False
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         return True
     except Exception:
         # A stop signal shuts the context down from rclpy's signal handler, which can land between

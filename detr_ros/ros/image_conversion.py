@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from detr_ros.errors import DetrRosError
+from detr_ros.runtime.encoded_images import DEFAULT_MAX_PIXELS, EncodedImageError, decode_image as decode_encoded
 
 # A side longer than this is taken as a corrupt header rather than a real camera.
 MAX_IMAGE_SIDE = 16384
@@ -77,22 +78,26 @@ def _layout_for(encoding):
     return layout
 
 
-def _check_size(width, height):
+def _check_size(width, height, max_pixels=DEFAULT_MAX_PIXELS):
     if width <= 0 or height <= 0:
         raise ImageMessageError(f"image size {width}x{height} is empty")
     if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
         raise ImageMessageError(f"image size {width}x{height} exceeds the limit of {MAX_IMAGE_SIDE} pixels a side")
+    if width * height > max_pixels:
+        raise ImageMessageError(f"image size {width}x{height} exceeds the limit of {max_pixels} pixels "
+                                "(max_image_pixels)")
 
 
-def decode_image(encoding, width, height, step, is_bigendian, data):
+def decode_image(encoding, width, height, step, is_bigendian, data, max_pixels=DEFAULT_MAX_PIXELS):
     """Read the fields of a sensor_msgs/Image.
 
     data: any buffer (bytes, array.array, memoryview, numpy) of exactly step * height bytes.
     Returns (image uint8 [height, width, 3], color_order "rgb" | "bgr"); the image may be a
-    read-only view into ``data``.
+    read-only view into ``data``. Images of more than ``max_pixels`` are refused before any
+    conversion allocates their copy.
     """
     layout = _layout_for(encoding)
-    _check_size(width, height)
+    _check_size(width, height, max_pixels)
     if layout.even_width and width % 2:
         raise ImageMessageError(f"{encoding} packs pixel pairs, but width {width} is odd")
     if layout.bayer and (width < 2 or height < 2):
@@ -117,9 +122,9 @@ def decode_image(encoding, width, height, step, is_bigendian, data):
     return pixels, layout.color_order
 
 
-def decode_image_message(msg):
+def decode_image_message(msg, max_pixels=DEFAULT_MAX_PIXELS):
     """``decode_image`` on a sensor_msgs/Image (or anything with its fields)."""
-    return decode_image(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data)
+    return decode_image(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data, max_pixels)
 
 
 def _compressed_kind(format_field, payload):
@@ -144,8 +149,13 @@ def _compressed_kind(format_field, payload):
     return found
 
 
-def decode_compressed(format_field, data):
-    """Decode a sensor_msgs/CompressedImage (jpeg or png). Returns (image uint8 [H, W, 3], "bgr")."""
+def decode_compressed(format_field, data, max_pixels=DEFAULT_MAX_PIXELS, warnings=None):
+    """Decode a sensor_msgs/CompressedImage (jpeg or png). Returns (image uint8 [H, W, 3], "bgr").
+
+    The size stated in the header is checked against ``max_pixels`` before decoding, so a small
+    message claiming a huge image (or a decompression bomb) costs no memory. warnings: a list
+    that receives the decoder's warning lines (see runtime.encoded_images.decode_image).
+    """
     payload = np.frombuffer(data, dtype=np.uint8)
     if payload.size == 0:
         raise ImageMessageError("compressed image has no data")
@@ -154,16 +164,17 @@ def decode_compressed(format_field, data):
     # insist on the end-of-image marker (some cameras pad with zeros after it).
     if kind == "jpeg" and np.trim_zeros(payload[-64:], "b")[-2:].tobytes() != b"\xff\xd9":
         raise ImageMessageError(f"JPEG data ({payload.size} bytes) is truncated: no end-of-image marker")
-    image = cv2.imdecode(payload, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageMessageError(f"{kind.upper()} data ({payload.size} bytes) is corrupt and cannot be decoded")
-    _check_size(image.shape[1], image.shape[0])
+    try:
+        image = decode_encoded(payload, max_pixels, warnings=warnings)
+    except EncodedImageError as error:
+        raise ImageMessageError(f"{kind.upper()} data ({payload.size} bytes): {error}") from None
+    _check_size(image.shape[1], image.shape[0], max_pixels)
     return image, "bgr"
 
 
-def decode_compressed_message(msg):
+def decode_compressed_message(msg, max_pixels=DEFAULT_MAX_PIXELS, warnings=None):
     """``decode_compressed`` on a sensor_msgs/CompressedImage (or anything with its fields)."""
-    return decode_compressed(msg.format, msg.data)
+    return decode_compressed(msg.format, msg.data, max_pixels, warnings)
 
 
 def encode_image(rgb, encoding, is_bigendian=False, row_padding=0):

@@ -7,7 +7,12 @@ over ``max_pixels`` is refused before any pixel is allocated. Every decoder fail
 ``EncodedImageError`` with the reason, so callers reject the image and go on.
 """
 
+import contextlib
+import os
 import struct
+import sys
+import tempfile
+import threading
 
 import cv2
 import numpy as np
@@ -22,6 +27,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 JPEG_MARKERS_WITHOUT_LENGTH = frozenset([0x01, *range(0xD0, 0xD9)])
 JPEG_START_OF_SCAN = 0xDA
+
+
+# libjpeg and libpng print their warnings straight to the process's stderr; while they are captured,
+# stderr is redirected for the whole process, so captures take turns.
+_STDERR_CAPTURE = threading.Lock()
 
 
 class EncodedImageError(DetrRosError):
@@ -114,10 +124,30 @@ def encoded_size(data):
     raise EncodedImageError(f"not an image of a known format ({', '.join(FORMATS)})")
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, flags=cv2.IMREAD_COLOR):
+@contextlib.contextmanager
+def _stderr_captured(lines):
+    """Append the lines written to file descriptor 2 meanwhile (by any thread) to ``lines``."""
+    with _STDERR_CAPTURE, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, flags=cv2.IMREAD_COLOR, warnings=None):
     """Decode compressed image bytes (bytes, bytearray, memoryview or uint8 array) with OpenCV: a BGR
     uint8 [H, W, 3] array (with the default flags). Refused, before decoding, when the header states
-    more than ``max_pixels``; any decoder failure is an EncodedImageError too."""
+    more than ``max_pixels``; any decoder failure is an EncodedImageError too.
+
+    warnings: a list that receives the decoder's own warning lines (libjpeg's "Corrupt JPEG data",
+    libpng's CRC errors) instead of their going to stderr, so that a caller can throttle them;
+    None leaves them on stderr."""
     buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if buffer.size == 0:
         raise EncodedImageError("empty image data")
@@ -127,12 +157,17 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, flags=cv2.IMREAD_COLOR):
     if width * height > max_pixels:
         raise EncodedImageError(f"its header states {width}x{height} pixels, over the limit of {max_pixels} "
                                 f"({width * height / max_pixels:.1f} times); refused before decoding")
+    said = []
     try:
-        image = cv2.imdecode(buffer, flags)
+        with _stderr_captured(said) if warnings is not None else contextlib.nullcontext():
+            image = cv2.imdecode(buffer, flags)
     except cv2.error as error:
         raise EncodedImageError(f"the decoder failed: {str(error).strip().splitlines()[-1]}") from None
     if image is None:
-        raise EncodedImageError("the decoder could not read it (truncated or corrupt)")
+        detail = f": {'; '.join(said)}" if said else ""
+        raise EncodedImageError(f"the decoder could not read it (truncated or corrupt){detail}")
+    if warnings is not None:
+        warnings.extend(said)
     return image
 
 

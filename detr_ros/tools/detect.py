@@ -24,6 +24,7 @@ from detr_ros.errors import ConfigError, DatasetError, DetrRosError, ModelFileEr
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction
 from detr_ros.runtime.drawing import draw_detections
+from detr_ros.runtime.encoded_images import EncodedImageError, read_image_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -100,9 +101,7 @@ def classify_inputs(inputs):
 
 
 def image_frames(path):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: OpenCV cannot read this image (corrupt or unsupported)")
+    image = read_image_file(path)
     yield Frame(stream=str(path), image=image, color_order="bgr", source=str(path))
 
 
@@ -261,7 +260,7 @@ def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_
             counts = {}
             try:
                 frame_list = list(frames) if kind == "image" else frames
-            except DatasetError as error:  # one unreadable picture does not stop a folder
+            except (DatasetError, EncodedImageError) as error:  # one unreadable picture does not stop a folder
                 print(f"detr-ros detect: skipped {error}", file=sys.stderr)
                 skipped.append(path)
                 continue

@@ -21,6 +21,7 @@ import numpy as np
 
 from detr_ros.errors import ConfigError, DatasetError
 from detr_ros.runtime.drawing import class_colour, tile_grid
+from detr_ros.runtime.encoded_images import read_image_file
 
 PANEL_WIDTH = 360
 TITLE_HEIGHT = 22
@@ -220,9 +221,7 @@ def explain(checkpoint, image_path, out, *, detections=3, score_threshold=0.0, p
 
     if detections < 1:
         raise ConfigError(f"--detections {detections}, expected at least 1")
-    image_bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image_bgr is None:
-        raise DatasetError(f"{image_path}: OpenCV cannot read this image (missing, corrupt or unsupported)")
+    image_bgr = read_image_file(image_path)
     height, width = image_bgr.shape[:2]
     for x, y in points or ():
         if not (0 <= x < width and 0 <= y < height):

@@ -27,6 +27,7 @@ from torchvision import tv_tensors
 
 from detr_ros.errors import DatasetError
 from detr_ros.modeling.box_ops import box_xyxy_to_cxcywh
+from detr_ros.runtime.encoded_images import EncodedImageError, read_image_file
 
 ANNOTATIONS_FILE = "annotations.json"
 IMAGES_DIR = "images"
@@ -144,10 +145,10 @@ class CocoDetection(torch.utils.data.Dataset):
         """The image file as uint8 RGB [3, H, W]."""
         entry = self.images[index]
         path = self.image_dir / entry["file_name"]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise _entry_error(self.annotation_file, f"images[{index}] (id {entry['id']})",
-                               f"cannot read image file {path}")
+        try:
+            bgr = read_image_file(path)
+        except EncodedImageError as error:
+            raise _entry_error(self.annotation_file, f"images[{index}] (id {entry['id']})", str(error)) from None
         return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
 
     def raw_target(self, index, height, width):

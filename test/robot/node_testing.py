@@ -12,7 +12,9 @@ import yaml
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from scipy.optimize import linear_sum_assignment
+from vision_msgs.msg import Detection2DArray
 
 from ros_testing import spin_until
 
@@ -85,6 +87,14 @@ def stamp_ns(header):
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
+def detections_by_stamp(probe, topic):
+    """A dict that fills, as ``probe`` spins, with the Detection2DArray messages of ``topic`` by source stamp."""
+    found = {}
+    probe.create_subscription(Detection2DArray, topic, lambda m: found.setdefault(stamp_ns(m.header), m),
+                              QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    return found
+
+
 def boxes_of(detection_array):
     """(xyxy [n, 4], class_id strings [n], scores [n]) of a Detection2DArray."""
     boxes, classes, scores = [], [], []
@@ -141,6 +151,8 @@ def set_parameters(context, probe, node_name, values, timeout_s=10.0):
 
 
 def _parameter_value(value):
+    if isinstance(value, ParameterValue):  # as given, e.g. the bool array `ros2 param set` sends for "[]"
+        return value
     if isinstance(value, bool):
         return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
     if isinstance(value, int):

@@ -1,43 +1,12 @@
 """Compressed images are sized from their header and refused over the limit before any decoding."""
 
-import struct
-import zlib
-
 import cv2
 import numpy as np
 import pytest
 
 from detr_ros.runtime.encoded_images import (DEFAULT_MAX_PIXELS, EncodedImageError, decode_image, encoded_size,
                                              read_image_file)
-
-
-def png_header_claiming(width, height):
-    """A PNG signature and IHDR chunk (69 bytes with an empty IDAT and IEND) claiming width x height."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
-
-
-def jpeg_claiming(width, height):
-    """A real small JPEG whose frame header is rewritten to claim width x height."""
-    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
-    position = 2
-    while data[position + 1] not in (0xC0, 0xC2):
-        position += 2 + struct.unpack(">H", data[position + 2:position + 4])[0]
-    data[position + 5:position + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def png_bomb(width, height):
-    """A valid grey PNG of width x height zeros: tiny compressed, width * height bytes decoded."""
-    compressor, rows = zlib.compressobj(9), []
-    row = b"\x00" * (width + 1)  # filter byte, then the pixels
-    rows = [compressor.compress(row) for _ in range(height)] + [compressor.flush()]
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", b"".join(rows)) + chunk(b"IEND", b""))
+from hostile_images import jpeg_claiming, png_bomb, png_header_claiming
 
 
 @pytest.mark.parametrize("extension", [".jpg", ".png", ".bmp", ".webp", ".tiff"])

@@ -1,4 +1,5 @@
-"""colcon builds detr_ros as a ROS 2 package: share files where ROS looks, scripts where `ros2 run` looks."""
+"""colcon builds detr_ros as a ROS 2 package: share files where ROS looks, node executables where `ros2 run`
+looks (and nothing else there), the offline `detr-ros` command on the workspace's PATH."""
 
 import configparser
 import os
@@ -14,11 +15,12 @@ NOT_SOURCES = shutil.ignore_patterns(".venv", ".venv-jazzy", ".git", "build", "i
                                      "*.egg-info", ".pytest_cache")
 
 
-def _declared_console_scripts():
-    # setup.py is the single source of the entry points; read them from the installed metadata.
-    from importlib.metadata import distribution
+def _declared_console_scripts(site_packages):
+    # setup.py is the single source of the entry points; read them from the metadata colcon installed.
+    from importlib.metadata import distributions
 
-    return sorted(ep.name for ep in distribution("detr_ros").entry_points if ep.group == "console_scripts")
+    (installed,) = [d for d in distributions(path=[str(site_packages)]) if d.metadata["Name"] == "detr_ros"]
+    return sorted(ep.name for ep in installed.entry_points if ep.group == "console_scripts")
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +47,32 @@ def test_share_folder_holds_launch_config_models_and_manifest(colcon_install):
     assert (share / "launch" / "detector.launch.py").is_file()
     assert (share / "config" / "detector.yaml").is_file()
     assert (share / "config" / "fastdds_loopback.xml").is_file()
+    assert (share / "launch" / "demo.launch.py").is_file()
     assert any((share / "models").glob("*.onnx"))
+    assert not any((share / "models").glob("*.pt")), "the training checkpoint is no runtime file"
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "detr_ros").is_file()
 
 
-def test_every_console_script_is_installed_for_ros2_run_and_runs(colcon_install, tmp_path):
+def test_node_executables_are_installed_for_ros2_run_and_the_cli_on_path(colcon_install, tmp_path):
     prefix, _ = colcon_install
-    scripts = _declared_console_scripts()
-    assert {"detr-ros", "detector", "synthetic_camera"} <= set(scripts)
     site_packages = next(prefix.glob("lib/python3*/site-packages"))
+    scripts = _declared_console_scripts(site_packages)
+    ros_executables = {"detector", "managed_detector", "synthetic_camera", "detection_recorder"}
+    assert set(scripts) == ros_executables | {"detr-ros"}
+    # `ros2 pkg executables detr_ros` lists every executable file in lib/detr_ros: only the nodes.
+    installed = {p.name for p in (prefix / "lib" / "detr_ros").iterdir() if p.is_file() and os.access(p, os.X_OK)}
+    assert installed == ros_executables
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site_packages), env.get("PYTHONPATH")) if p)
     env["AMENT_PREFIX_PATH"] = os.pathsep.join((str(prefix), env["AMENT_PREFIX_PATH"]))
-    for name in scripts:
-        executable = prefix / "lib" / "detr_ros" / name
-        assert executable.is_file() and os.access(executable, os.X_OK), f"{name} is not in lib/detr_ros"
+    for executable in [prefix / "lib" / "detr_ros" / name for name in sorted(ros_executables)] + [
+            prefix / "bin" / "detr-ros"]:
+        assert executable.is_file() and os.access(executable, os.X_OK), f"{executable} is not installed"
         result = subprocess.run([str(executable), "--help"], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=120, check=False)
-        assert result.returncode == 0, f"{name} --help failed:\n{result.stderr[-2000:]}"
+        assert result.returncode == 0, f"{executable.name} --help failed:\n{result.stderr[-2000:]}"
         assert "usage" in result.stdout.lower()
     # The installed scripts run the installed package, not the working tree.
-    where = subprocess.run([str(prefix / "lib" / "detr_ros" / "detr-ros"), "--help"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=60, check=True)
-    assert where.returncode == 0
     probe = subprocess.run([sys.executable, "-c", "import detr_ros; print(detr_ros.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip().startswith(str(site_packages))

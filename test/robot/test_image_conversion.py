@@ -20,6 +20,7 @@ from detr_ros.ros.image_conversion import (
     encode_compressed,
     encode_image,
 )
+from hostile_images import jpeg_claiming, png_bomb, png_header_claiming
 
 HEIGHT, WIDTH = 24, 40
 
@@ -215,7 +216,7 @@ def test_malformed_image_is_rejected_with_reason(encoding, width, height, step, 
         ("jpeg", b"", "no data"),
         ("jpeg", b"hello world, not an image", "neither a JPEG nor a PNG"),
         ("jpeg", None, "truncated"),
-        ("jpeg", "garbage", "corrupt"),
+        ("jpeg", "garbage", "without a frame header"),
         ("png", "png-truncated", "corrupt"),
         ("png", "jpeg-bytes", "data is jpeg"),
         ("h264", "jpeg-bytes", "unsupported compressed format 'h264'"),
@@ -233,3 +234,37 @@ def test_malformed_compressed_is_rejected_with_reason(format_field, payload, rea
     }.get(payload, payload)
     with pytest.raises(ImageMessageError, match=reason):
         decode_compressed(format_field, payload)
+
+
+@pytest.mark.parametrize("format_field, payload, claimed", [
+    ("png", png_header_claiming(40000, 40000), "40000x40000"),
+    ("jpeg", jpeg_claiming(60000, 60000), "60000x60000"),
+])
+def test_compressed_header_claiming_a_huge_image_is_rejected_before_decoding(format_field, payload, claimed):
+    with pytest.raises(ImageMessageError, match=f"states {claimed} pixels, over the limit"):
+        decode_compressed(format_field, payload)
+
+
+def test_compressed_bomb_over_max_pixels_is_rejected_and_within_it_decoded():
+    bomb = png_bomb(2000, 1500, channels=3)
+    with pytest.raises(ImageMessageError, match="over the limit of 1000000"):
+        decode_compressed("png", bomb, max_pixels=1_000_000)
+    image, _ = decode_compressed("png", bomb, max_pixels=3_000_000)
+    assert image.shape == (1500, 2000, 3)
+
+
+def test_raw_image_over_max_pixels_is_rejected():
+    with pytest.raises(ImageMessageError, match="limit of 100 pixels"):
+        decode_image("mono8", 20, 10, 20, False, bytes(200), max_pixels=100)
+    image, _ = decode_image("mono8", 10, 10, 10, False, bytes(100), max_pixels=100)
+    assert image.shape == (10, 10, 3)
+
+
+def test_decoder_warnings_are_returned_instead_of_printed(capfd):
+    jpeg = bytearray(encode_compressed(smooth_rgb(), "jpeg"))
+    jpeg[-2:-2] = bytes(40)  # stray bytes before the end marker: libjpeg decodes and warns
+    warnings = []
+    image, _ = decode_compressed("jpeg", bytes(jpeg), warnings=warnings)
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    assert any("Corrupt JPEG data" in line for line in warnings), warnings
+    assert "Corrupt JPEG" not in capfd.readouterr().err

@@ -1,17 +1,18 @@
 """The detector's parameters: documented defaults, start-up checks, runtime changes, label_info.
 
 The node runs as its own process over real DDS with the shipped model; config/detector.yaml is
-read by the real ROS parameter parser, and the launch file is checked against the same table.
+read by the real ROS parameter parser.
 """
 
-import ast
 import filecmp
+import itertools
 import time
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from rcl_interfaces.msg import ParameterType, ParameterValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -23,11 +24,11 @@ from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, default_model_pa
 from detr_ros.ros.parameters import STRING_ARRAY
 from detr_ros.runtime import Detector
 from detr_ros.synthetic.video import SceneVideo
-from node_testing import REPO_ROOT, SHIPPED_MODEL, NodeProcess, boxes_of, set_parameters, stamp_ns, start_detector
+from node_testing import (REPO_ROOT, SHIPPED_MODEL, NodeProcess, boxes_of, detections_by_stamp, set_parameters, stamp_ns,
+                          start_detector)
 from ros_testing import spin_until
 
 CONFIG = REPO_ROOT / "config" / "detector.yaml"
-LAUNCH = REPO_ROOT / "launch" / "detector.launch.py"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -54,21 +55,6 @@ def test_config_file_documents_every_parameter_with_its_default():
         assert lines[index - 1].strip().startswith("#"), f"{name} has no comment above it"
     for name in unset_lists:
         assert f"# {name}: [" in text, f"{name} is not shown in an example"
-
-
-def test_launch_file_arguments_map_onto_node_parameters():
-    tree = ast.parse(LAUNCH.read_text())  # valid Python
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    overrides = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OVERRIDES")
-    assert set(overrides.values()) <= set(SPECS)
-    assert declared == set(overrides) | {"params_file", "namespace"}
-    node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node")
-    keywords = {k.arg: k.value for k in node_call.keywords}
-    assert (keywords["package"].value, keywords["executable"].value) == ("detr_ros", "detector")
-    assert "detector = detr_ros.ros.detector_node:main" in (REPO_ROOT / "setup.py").read_text()
-    assert '"config", "detector.yaml"' in LAUNCH.read_text()
 
 
 def test_default_model_is_the_shipped_one():
@@ -176,3 +162,73 @@ def test_runtime_changes_label_info_and_debug_image(ros_env, ros_context, tmp_pa
         assert detector.stop() == 0, detector.output
         probe.destroy_node()
     assert "parameters changed: score_threshold=" in detector.output
+
+
+def test_values_as_ros_tools_write_them_are_accepted(ros_env, ros_context, tmp_path):
+    """Integers for floats (`-p score_threshold:=1`, `ros2 param set ... 0`), and `classes` cleared
+    with "[]" (which `ros2 param set` sends as an empty bool array) or "['']"."""
+    detector = start_detector(ros_env, tmp_path, {"qos_reliability": "reliable", "scor_threshold": 0.5},
+                              arguments=["-p", "score_threshold:=1", "-p", "duplicate_iou:=1",
+                                         "-r", "__node:=typed_detector"])
+    probe = Node("typed_probe", context=ros_context)
+    found, labels = detections_by_stamp(probe, "detections"), []
+    probe.create_subscription(LabelInfo, "label_info", labels.append, LATCHED)
+    publisher = probe.create_publisher(Image, "image", RELIABLE)
+    rgb = cv2.cvtColor(SceneVideo(480, 360, seed=21).frame(3)[0], cv2.COLOR_BGR2RGB)
+    frame_numbers = itertools.count()
+
+    def detect():
+        message = _frame_message(next(frame_numbers), rgb)
+        publisher.publish(message)
+        assert spin_until(ros_context, [probe], lambda: stamp_ns(message.header) in found, 30.0), detector.output
+        return set(boxes_of(found[stamp_ns(message.header)])[1])
+
+    try:
+        assert "parameter scor_threshold is not a parameter of this node and is ignored; did you mean " \
+               "score_threshold?" in detector.output
+        assert spin_until(ros_context, [probe], lambda: labels and publisher.get_subscription_count(), 20.0)
+        assert labels[-1].threshold == pytest.approx(1.0)
+        assert detect() == set(), "score_threshold 1 (an integer) is in force"
+        assert all(r.successful for r in set_parameters(ros_context, probe, "typed_detector",
+                                                          {"score_threshold": 0}))
+        assert spin_until(ros_context, [probe], lambda: labels[-1].threshold == pytest.approx(0.0), 10.0)
+        every_class = detect()
+        assert len(every_class) >= 2
+        one = sorted(every_class)[0]
+        assert set_parameters(ros_context, probe, "typed_detector", {"classes": [one]})[0].successful
+        assert detect() == {one}
+        empty_bool_array = ParameterValue(type=ParameterType.PARAMETER_BOOL_ARRAY, bool_array_value=[])
+        for cleared in (empty_bool_array, [""], []):
+            assert set_parameters(ros_context, probe, "typed_detector", {"classes": [one]})[0].successful
+            (result,) = set_parameters(ros_context, probe, "typed_detector", {"classes": cleared})
+            assert result.successful, (cleared, result.reason)
+            assert detect() == every_class, f"classes {cleared} means all classes"
+        for values, reason in [({"score_threshold": "high"}, "expected a number in [0.0, 1.0]"),
+                               ({"score_threshold": True}, "expected a number"),
+                               ({"classes": ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY,
+                                                           integer_array_value=[1])}, "a list of strings")]:
+            (result,) = set_parameters(ros_context, probe, "typed_detector", values)
+            assert not result.successful and reason in result.reason, (values, result.reason)
+    finally:
+        assert detector.stop() == 0, detector.output
+        probe.destroy_node()
+
+
+def test_debug_image_is_advertised_only_while_enabled(ros_env, ros_context, tmp_path):
+    detector = start_detector(ros_env, tmp_path, {"publish_debug_image": False},
+                              arguments=["-r", "__node:=debug_detector"])
+    probe = Node("debug_probe", context=ros_context)
+
+    def publishers(topic):
+        return probe.count_publishers(topic)
+
+    try:
+        assert spin_until(ros_context, [probe], lambda: publishers("/detections") == 1, 20.0)
+        assert publishers("/debug_image") == 0
+        assert set_parameters(ros_context, probe, "debug_detector", {"publish_debug_image": True})[0].successful
+        assert spin_until(ros_context, [probe], lambda: publishers("/debug_image") == 1, 10.0)
+        assert set_parameters(ros_context, probe, "debug_detector", {"publish_debug_image": False})[0].successful
+        assert spin_until(ros_context, [probe], lambda: publishers("/debug_image") == 0, 10.0)
+    finally:
+        assert detector.stop() == 0, detector.output
+        probe.destroy_node()

@@ -2,6 +2,9 @@
 
 - 1000 malformed messages (raw and compressed) interleaved with good frames: the node stays up,
   answers every good frame and counts every reject in /diagnostics;
+- hostile compressed images (headers claiming 40000x40000 or 60000x60000 pixels, a decompression
+  bomb, JPEGs the decoder only warns about) between good frames: rejected before decoding or
+  decoded with one throttled warning, every good frame answered;
 - frames far faster than inference: the newest frames are answered, frame age stays within a
   couple of inference cycles (measured in the same run), drops are counted.
 """
@@ -21,7 +24,8 @@ from vision_msgs.msg import Detection2DArray
 
 from detr_ros.ros import messages
 from detr_ros.synthetic.video import SceneVideo
-from node_testing import SHIPPED_MODEL, stamp_ns, start_detector
+from hostile_images import jpeg_claiming, png_bomb, png_header_claiming
+from node_testing import SHIPPED_MODEL, detections_by_stamp, stamp_ns, start_detector
 from ros_testing import spin_until
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -124,6 +128,58 @@ def test_malformed_messages_are_counted_and_good_frames_still_answered(ros_env, 
     assert "rejected a message on" in detector.output  # the throttled warning
     assert detector.output.count("rejected a message on") < 100, "warnings are throttled"
     assert {m.header.frame_id for m in found.values()} == {"plain", "packed"}
+
+
+def hostile_compressed(rgb):
+    """(format, data, rejected) of compressed images made to hurt a decoder."""
+    jpeg = messages.compressed_image_message(Header(), rgb, "jpeg").data.tobytes()
+    stray = jpeg[:-2] + bytes(range(1, 41)) + jpeg[-2:]  # bytes before the end marker: libjpeg only warns
+    return [
+        ("png", png_header_claiming(40000, 40000), True),  # 69 bytes
+        ("jpeg", jpeg_claiming(60000, 60000), True),
+        ("png", png_bomb(4000, 3000), True),  # 12 megapixels of zeros, over the node's limit below
+        ("png", png_header_claiming(40000, 40000)[:30], True),
+        ("jpeg", jpeg[:200] + b"\xff\xd9", True),
+        ("jpeg", stray, False),
+    ]
+
+
+def test_hostile_compressed_images_are_rejected_before_decoding_and_good_frames_answered(
+        ros_env, ros_context, tmp_path):
+    detector = start_detector(ros_env, tmp_path, {"image_topics": ["cam/image/compressed"], "qos_reliability": "reliable",
+                                                   "qos_depth": 100, "max_image_pixels": 4_000_000})
+    probe = Node("hostile_probe", context=ros_context)
+    found, diagnostics = detections_by_stamp(probe, "cam/detections"), []
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, RELIABLE)
+    publisher = probe.create_publisher(CompressedImage, "cam/image/compressed", RELIABLE)
+    rgb = cv2.cvtColor(SceneVideo(320, 240, seed=5).frame(0)[0], cv2.COLOR_BGR2RGB)
+    cases = hostile_compressed(rgb)
+    rounds = 10
+    try:
+        assert spin_until(ros_context, [probe], publisher.get_subscription_count, 20.0)
+        for index in range(rounds):
+            for format_field, data, _ in cases:
+                publisher.publish(stamped(CompressedImage(format=format_field, data=array.array("B", data)), 1, index))
+            good = stamped(messages.compressed_image_message(Header(frame_id="cam"), rgb, "jpeg"), 100 + index)
+            publisher.publish(good)
+            assert spin_until(ros_context, [probe], lambda: stamp_ns(good.header) in found, 30.0), \
+                f"good frame of round {index} not answered:\n{detector.output}"
+        rejected = rounds * sum(reject for _, _, reject in cases)
+
+        def counted():
+            status = latest_status(diagnostics)
+            return status and int(next(iter(status.values()))["rejected"]) == rejected
+
+        assert spin_until(ros_context, [probe], counted, 10.0), latest_status(diagnostics)
+        assert detector.process.poll() is None, "the node keeps serving"
+    finally:
+        assert detector.stop() == 0, detector.output
+        probe.destroy_node()
+    output = detector.output
+    assert "40000x40000 pixels, over the limit of 4000000" in output or "60000x60000" in output
+    assert "the decoder warned on cam/image/compressed: Corrupt JPEG data" in output
+    # libjpeg's own lines go through the node's throttled log, not straight to the terminal.
+    assert output.count("Corrupt JPEG data") < rounds, output
 
 
 def test_overload_answers_newest_frames_with_bounded_age(ros_env, ros_context, tmp_path):

@@ -1,6 +1,7 @@
 """The node's plain functions, without DDS: messages from arrays, topic mapping, parameter checks,
 the latest-frame slots and the statistics."""
 
+import array
 import threading
 import time
 
@@ -19,6 +20,7 @@ from detr_ros.ros.detector_parameters import (
     tensorrt_options,
 )
 from detr_ros.ros.image_conversion import decode_image_message
+from detr_ros.ros.parameters import unknown_parameters
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.runtime.drawing import draw_detections
@@ -44,7 +46,7 @@ def test_detection_array_has_centre_size_boxes_and_copied_headers():
     assert (first.bbox.size_x, first.bbox.size_y) == (40.0, 80.0)
     assert first.results[0].hypothesis.class_id == "2"
     assert first.results[0].hypothesis.score == pytest.approx(0.9)
-    assert [d.id for d in array.detections] == ["0", "1"]
+    assert [d.id for d in array.detections] == ["", ""], "no ids without a tracker"
     assert all(d.header == array.header for d in array.detections)
     assert (second.bbox.center.position.x, second.bbox.size_y) == (2.0, 2.0)
 
@@ -69,7 +71,7 @@ def test_detection_array_writer_reuses_detections_and_keeps_no_stale_ones():
     second = writer.fill(header(sec=2), three[1:2], np.array([0.5]), np.array([2]), NAMES, "name")
     assert len(second.detections) == 1 and second.detections[0] is reused
     only = second.detections[0]
-    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "0")
+    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "")
     assert only.results[0].hypothesis.class_id == "ring" and only.header.stamp.sec == 2
     third = writer.fill(header(sec=3), three, np.array([0.3, 0.2, 0.1]), np.array([1, 1, 1]), NAMES)
     assert [d.results[0].hypothesis.score for d in third.detections] == pytest.approx([0.3, 0.2, 0.1])
@@ -136,6 +138,30 @@ def test_parameter_checks_name_the_allowed_values():
     assert SPECS["score_threshold"].problem(1.5) == "got 1.5, expected a number in [0.0, 1.0]"
     assert SPECS["max_detections"].allowed() == "an integer in [1, 1000]"
     assert SPECS["class_id_format"].problem("name") is None
+
+
+def test_parameter_types_as_ros_tools_send_them():
+    """An integer for a float, any empty array (or blank entries) for a list; other types refused."""
+    threshold, classes = SPECS["score_threshold"], SPECS["classes"]
+    assert threshold.problem(1) is None and threshold.normalized(1) == 1.0
+    assert isinstance(threshold.normalized(1), float)
+    assert threshold.problem(True) == "got True, expected a number in [0.0, 1.0]"
+    assert threshold.problem("0.5") is not None
+    for cleared in ([], [""], ["  "], None, array.array("q")):
+        assert classes.problem(cleared) is None and classes.normalized(cleared) == [], cleared
+    assert classes.problem(array.array("q", [1])) == "got array('q', [1]), expected a list of strings"
+    assert SPECS["max_detections"].problem(2.0) is not None and SPECS["max_detections"].problem(True) is not None
+    assert SPECS["publish_debug_image"].problem("true") == "got 'true', expected true or false"
+    assert SPECS["providers"].problem(None) is not None, "only a list that starts unset may be unset"
+
+
+def test_unknown_parameters_are_named_with_the_nearest_known_one():
+    warnings = unknown_parameters(["scor_threshold", "score_threshold", "qos_overrides./image.subscription.depth",
+                                   "zzz"], SPECS)
+    assert warnings == [
+        "parameter scor_threshold is not a parameter of this node and is ignored; did you mean score_threshold?",
+        "parameter zzz is not a parameter of this node and is ignored",
+    ]
 
 
 def test_tensorrt_parameters_are_accepted_by_the_runtime():
