@@ -142,6 +142,20 @@ def test_int8_keeps_what_is_computed_from_inf_in_float():
     assert computed_from_non_finite(model) == set()
 
 
+def test_int8_keeps_thin_convolutions_in_float():
+    """A convolution with few channels in and out (a small model's stem) is slower in int8 and stays
+    float; one with as few inputs but more outputs, and grouped ones (depthwise pools), go int8."""
+    helper = onnx.helper
+    shapes = {"thin": (8, 3, 3, 3), "wider": (16, 8, 3, 3), "depthwise": (16, 1, 2, 2)}
+    weights = [onnx.numpy_helper.from_array(np.ones(shape, np.float32), name) for name, shape in shapes.items()]
+    nodes = [helper.make_node("Conv", ["x", "thin"], ["a"], name="thin", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "wider"], ["b"], name="wider", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["b", "depthwise"], ["y"], name="depthwise", group=16, strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], weights)
+    assert float_nodes(helper.make_model(graph)) == ["thin"]
+
+
 def test_upsampling_as_copies_gives_the_same_maps():
     """Nearest upsampling by 2 and by 3 becomes a copy with the same values, at any batch and map size;
     a bilinear one stays a Resize."""
@@ -176,7 +190,7 @@ def test_int8_of_a_graph_with_only_an_image_input(int8_export, tmp_path, weight_
     and with the portable 7-bit ones (full-range int8 weights overflow the int16 sums of CPUs without
     VNNI: that is why this CPU's choice is what it is)."""
     helper = onnx.helper
-    weight = onnx.numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3, 3, 3)).astype(np.float32), "w")
+    weight = onnx.numpy_helper.from_array(np.random.default_rng(0).normal(size=(16, 3, 3, 3)).astype(np.float32), "w")
     nodes = [helper.make_node("Conv", ["pixel_values", "w"], ["conv"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["conv"], ["features"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("pixel_values", onnx.TensorProto.FLOAT,
