@@ -90,8 +90,7 @@ class DetectorNode(Node):
             tensorrt_options=tensorrt_options(values),
             labels_path=values["labels_path"] or None,
             device_id=values["device_id"],
-            # Spinning CPU threads slow the executor and DDS threads that share the cores with them.
-            thread_spinning=False,
+            thread_spinning=values["thread_spinning"],
         )
         self._settings = self._settings_from(values)
         self._frames = LatestFrames(len(cameras_topics))
