@@ -39,6 +39,7 @@ from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.ros.parameters import declare_parameters
 from detr_ros.runtime import Detector
+from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.drawing import draw_detections
 
 NODE_NAME = "detr_detector"
@@ -83,8 +84,12 @@ class DetectorNode(Node):
         super().__init__(NODE_NAME, **node_options)
         values = declare_parameters(self, PARAMETERS)
         cameras_topics = cameras_from(values["image_topics"], values["compressed"])
+        model = choose_cpu_model(values["model_path"] or default_model_path(), values["providers"],
+                                 values["cpu_int8"])
+        if model.note:
+            self.get_logger().info(f"model: {model.note}")
         self._detector = Detector(
-            values["model_path"] or default_model_path(),
+            model.path,
             providers=values["providers"],
             threads=values["threads"] or None,
             tensorrt_options=tensorrt_options(values),

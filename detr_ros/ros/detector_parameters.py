@@ -40,6 +40,8 @@ PARAMETERS = (
                   "CPU, and robust when other processes load the cores), while_running (busy-wait while a frame "
                   "is inferred: faster on cores left free for the node, much slower on busy ones) or always "
                   "(busy-wait between frames too, burning a core)", choices=THREAD_SPINNING),
+    ParameterSpec("cpu_int8", True, "on the CPU, run MODEL.int8.onnx found beside MODEL.onnx when it suits this "
+                  "CPU; false: always the named file"),
     ParameterSpec("tensorrt.fp16", True, "TensorRT: allow FP16 kernels"),
     ParameterSpec("tensorrt.int8", "auto", "TensorRT INT8: auto (when the model carries its calibration), "
                   "true or false", choices=INT8_MODES),
