@@ -54,13 +54,17 @@ def test_int8_file_is_separate_quantized_and_self_describing(int8_export):
     model = onnx.load(str(int8))
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
-    # the final box head keeps float weights; the backbone's convolutions read int8 ones
+    # the final box head keeps float weights
     float_weights = {init.name for init in model.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
     # (layers.0 only: the untrained last layers are all zeros, one shared initializer once deduplicated)
     head = [n for n in model.graph.node if "dec_bbox_head" in n.name and "layers.0" in n.name and n.op_type == "MatMul"]
     assert head and all(n.input[1] in float_weights for n in head)
+    # as do the backbone's convolutions but for the two thinnest of its stem (3 -> 8 -> 8 channels at
+    # this width), which int8 runs slower than float
     backbone = [n for n in model.graph.node if "/backbone/" in n.name and n.op_type == "Conv"]
-    assert backbone and not any(n.input[1] in float_weights for n in backbone)
+    float_backbone = sorted(n.name for n in backbone if n.input[1] in float_weights)
+    assert float_backbone == ["/model/backbone/conv1/conv1_1/conv/Conv", "/model/backbone/conv1/conv1_2/conv/Conv"]
+    assert len(backbone) > 10
     # the decoder's value projections run on every map position, so they are int8 inside the float decoder
     values = [n for n in model.graph.node if "cross_attn/level_value_proj" in n.name and n.op_type == "Conv"]
     assert values and not any(set(n.input) & float_weights for n in values)
