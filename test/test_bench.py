@@ -9,7 +9,7 @@ import torch
 
 from detr_ros.cli import main
 from detr_ros.runtime.cpu import describe_cpu, int8_weight_bits
-from test_runtime import OfficialBrightBox, UltralyticsBrightBox, export_graph
+from test_runtime import ULTRALYTICS_8_3, OfficialBrightBox, UltralyticsBrightBox, export_graph
 
 
 class PlainExport(torch.nn.Module):
@@ -34,7 +34,8 @@ def models(tmp_path_factory):
                       dynamo=False)
     return {
         "official": export_graph(OfficialBrightBox(), folder / "official.onnx", (96, 128)),
-        "ultralytics": export_graph(UltralyticsBrightBox(), folder / "ultralytics.onnx", (96, 128), official=False),
+        "ultralytics": export_graph(UltralyticsBrightBox(), folder / "ultralytics.onnx", (96, 128), official=False,
+                                    metadata={**ULTRALYTICS_8_3, "names": "{0: 'a', 1: 'b'}"}),
         "foreign": foreign,
     }
 

@@ -18,7 +18,7 @@ from detr_ros.errors import ModelFileError
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.config import load_model_config
 from detr_ros.modeling.import_detr import detr_config_and_state_dict_from_official
-from detr_ros.modeling.labels import coco_labels
+from detr_ros.runtime.labels import coco_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_DIM, NHEADS, FEEDFORWARD, ENC_LAYERS, DEC_LAYERS, QUERIES = 64, 8, 96, 2, 3, 7

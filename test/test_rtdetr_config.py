@@ -8,7 +8,7 @@ import torch
 from detr_ros.errors import ConfigError
 from detr_ros.modeling.build import build_model
 from detr_ros.modeling.config import ModelConfig, load_model_config
-from detr_ros.modeling.labels import coco_labels, load_labels
+from detr_ros.runtime.labels import coco_labels, load_labels
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
 # Parameter counts in millions from the RT-DETR and RT-DETRv2 papers (COCO, 80 classes).

@@ -23,6 +23,9 @@ from detr_ros.runtime.detector import session_options
 from detr_ros.runtime.preprocess import Placement, placement_for
 
 NUM_ULTRALYTICS_QUERIES = 300
+# What Ultralytics 8.3 writes into an RT-DETR export and the runtime reads: without it a [N,300,6]
+# output could as well be 8.4's top-K layout or an end-to-end YOLO.
+ULTRALYTICS_8_3 = {"version": "8.3.253", "description": "Ultralytics rtdetr-l model", "task": "detect"}
 
 
 def bright_box(images):
@@ -97,10 +100,12 @@ def graphs(tmp_path_factory):
         "official_letterbox": export_graph(OfficialBrightBox(), folder / "official_letterbox.onnx", (160, 240),
                                            metadata=letterbox_meta),
         "ultralytics": export_graph(UltralyticsBrightBox(), folder / "ultralytics.onnx", (128, 128), official=False,
-                                    metadata={"names": "{0: 'person', 1: 'bicycle'}", "imgsz": "[128, 128]"}),
+                                    metadata={**ULTRALYTICS_8_3, "names": "{0: 'person', 1: 'bicycle'}",
+                                              "imgsz": "[128, 128]"}),
         "ultralytics_letterbox": export_graph(UltralyticsBrightBox(), folder / "ultralytics_letterbox.onnx",
                                               (128, 192), official=False, dynamic_batch=False,
-                                              metadata={"detr_ros.resize_mode": "letterbox"}),
+                                              metadata={**ULTRALYTICS_8_3, "names": "{0: 'class_0', 1: 'class_1'}",
+                                                        "detr_ros.resize_mode": "letterbox"}),
         "folder": folder,
     }
 
@@ -150,7 +155,7 @@ def test_letterbox_round_trip(graphs, cache, image_size, box):
 
 def test_ultralytics_graph_letterbox_fixed_batch(graphs, cache):
     detector = Detector(graphs["ultralytics_letterbox"], cache_dir=cache)
-    assert detector.signature == "ultralytics"
+    assert detector.signature == "ultralytics_rtdetr"
     assert detector.class_names == ["class_0", "class_1"]
     boxes = [(10, 20, 90, 70), (30, 5, 60, 95), (0, 0, 50, 50)]
     images = [draw_box(100, 120, b) for b in boxes]
@@ -329,24 +334,34 @@ class ManyClasses(torch.nn.Module):
         return images.mean((1, 2, 3))[:, None, None].expand(-1, NUM_ULTRALYTICS_QUERIES, 404)
 
 
-@pytest.mark.parametrize("module, found", [(TwoOutputs(), "pixels float [1,3,32,32]; outputs out0 float [1,3], out1"),
-                                           (YoloLike(), "YOLO-style")])
-def test_unknown_signature_says_what_was_found_and_expected(module, found, cache, tmp_path):
+YOLO_GRID_8_4 = {"version": "8.4.190", "head": "Detect", "end2end": "False", "names": "{0: 'a', 1: 'b'}"}
+
+
+@pytest.mark.parametrize("module, metadata, found", [
+    (TwoOutputs(), {}, "pixels float [1,3,32,32]; outputs out0 float [1,3], out1"),
+    (YoloLike(), YOLO_GRID_8_4, "a YOLO model not exported end-to-end needs NMS")])
+def test_unknown_signature_says_what_was_found_and_expected(module, metadata, found, cache, tmp_path):
     path = tmp_path / "foreign.onnx"
     torch.onnx.export(module, (torch.rand(1, 3, 32, 32),), str(path), input_names=["pixels"],
                       output_names=["out0", "out1"][:2 if isinstance(module, TwoOutputs) else 1], opset_version=17,
                       dynamo=False)
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
     with pytest.raises(ModelFileError) as error:
         Detector(path, cache_dir=cache)
     message = str(error.value)
     assert str(path) in message and found in message
-    assert "expected the official RT-DETR signature" in message
+    assert "known formats: official: inputs images" in message
 
 
 def test_ultralytics_graph_with_more_classes_than_queries(cache, tmp_path):
-    path = export_graph(ManyClasses(), tmp_path / "wide.onnx", (64, 64), official=False)
+    names = repr({i: f"c{i}" for i in range(400)})
+    path = export_graph(ManyClasses(), tmp_path / "wide.onnx", (64, 64), official=False,
+                        metadata={**ULTRALYTICS_8_3, "names": names})
     detector = Detector(path, cache_dir=cache)
-    assert detector.signature == "ultralytics" and len(detector.class_names) == 400
+    assert detector.signature == "ultralytics_rtdetr" and len(detector.class_names) == 400
 
 
 def test_bad_metadata_and_settings(graphs, cache, tmp_path):

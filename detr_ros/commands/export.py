@@ -2,7 +2,8 @@
 
 The graph has the official RT-DETR signature with post-processing inside and carries its class
 names, category ids, input size, resize mode, colour order and scaling as metadata (see
-detr_ros.export.onnx_export). ``--int8`` also writes a statically quantized OUTPUT.int8.onnx.
+detr_ros.export.onnx_export). ``--int8`` also writes a statically quantized OUTPUT.int8.onnx,
+``--fp16`` an FP16 OUTPUT.fp16.onnx for TensorRT.
 """
 
 import logging
@@ -28,6 +29,9 @@ def add_arguments(parser):
     parser.add_argument("--int8-cpu", default="this", choices=INT8_CPUS,
                         help="CPUs the INT8 file is for: 'this' kind of CPU (8-bit weights where it sums int8 "
                              "products in int32), or 'any' x86-64 CPU (7-bit weights); default this")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write OUTPUT.fp16.onnx: FP16 where it keeps FP32's detections, FP32 inputs and "
+                             "outputs (for TensorRT; checked on the CPU before it is written)")
     parser.add_argument("--calibration", type=Path, help="dataset folder with images for INT8 calibration")
     parser.add_argument("--calibration-images", type=int, default=32, help="how many images calibrate INT8")
 
@@ -42,5 +46,5 @@ def run(args):
     export(args.checkpoint, args.output, size=parse_size(args.size) if args.size else None,
            dynamic_size=args.dynamic_size, simplify=args.simplify, opset=args.opset, resize_mode=args.resize_mode,
            int8_calibration=args.calibration if args.int8 else None, num_calibration_images=args.calibration_images,
-           int8_symmetric=args.int8_symmetric, int8_cpu=args.int8_cpu)
+           int8_symmetric=args.int8_symmetric, int8_cpu=args.int8_cpu, fp16=args.fp16)
     return 0

@@ -22,12 +22,14 @@ from torch import nn
 import detr_ros
 from detr_ros.errors import ConfigError
 from detr_ros.export.deploy import deploy_for_inference
+from detr_ros.export.fp16 import check_images, make_fp16
 from detr_ros.export.quantize import calibration_images, quantize_int8
 from detr_ros.export.verify import verify_export
 from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 from detr_ros.modeling.postprocess import PostProcessor
 from detr_ros.runtime.cpu import PORTABLE_INT8_WEIGHT_BITS, describe_cpu, int8_weight_bits
 from detr_ros.runtime.metadata import (
+    PRECISION_FP16,
     QUANTIZATION_INT8_QDQ,
     QUANTIZATION_INT8_QDQ_SYMMETRIC,
     RESIZE_MODES,
@@ -114,11 +116,14 @@ def trace_to_onnx(deployed, input_size, path, *, dynamic_size, opset):
 
 def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simplify=False, opset=MIN_OPSET,
            resize_mode="stretch", int8_calibration=None, num_calibration_images=32, int8_symmetric=False,
-           int8_cpu="this"):
-    """Export a checkpoint; returns {"fp32": path, "int8": path or None, "metadata": ModelMetadata}.
+           int8_cpu="this", fp16=False):
+    """Export a checkpoint; returns {"fp32": path, "int8": path or None, "fp16": path or None,
+    "fp16_report": detr_ros.export.fp16.Fp16Report or None, "metadata": ModelMetadata}.
 
     int8_cpu: "this" quantizes the CPU file for the kind of CPU the export runs on (8-bit weights where
     it sums int8 products in int32), "any" for every x86-64 CPU (7-bit weights).
+    fp16: also write OUTPUT.fp16.onnx (see detr_ros.export.fp16), checked on black, white, noise and
+    synthetic images and on the calibration images when int8_calibration is given.
     """
     if opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}, expected {MIN_OPSET} or newer")
@@ -146,6 +151,13 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
         write_model(model_proto, metadata, output_path)
         LOG.info("wrote %s (%s, input %dx%d%s)", output_path, metadata.model_name, *input_size,
                  ", dynamic size" if dynamic_size else "")
+        fp16_path = fp16_report = None
+        if fp16:
+            fp16_path = output_path.with_name(output_path.stem + ".fp16.onnx")
+            half, fp16_report = make_fp16(model_proto, check_images(metadata, calibration_files or ()))
+            write_model(half, replace(metadata, precision=PRECISION_FP16), fp16_path)
+            LOG.info("wrote %s (FP16, %d operators kept FP32, %.0f%% of the weights FP16)", fp16_path,
+                     len(fp16_report.plan.fp32_nodes), 100 * fp16_report.fp16_weight_fraction)
         int8_path = None
         if calibration_files:
             int8_path = output_path.with_name(output_path.stem + ".int8.onnx")
@@ -166,4 +178,5 @@ def export(checkpoint_path, output_path, *, size=None, dynamic_size=False, simpl
                          int8_metadata.int8_weight_bits,
                          "for CPUs that sum int8 products in int32, such as this one"
                          if int8_metadata.int8_weight_bits == 8 else "for any x86-64 CPU")
-    return {"fp32": output_path, "int8": int8_path, "metadata": metadata}
+    return {"fp32": output_path, "int8": int8_path, "fp16": fp16_path, "fp16_report": fp16_report,
+            "metadata": metadata}

@@ -21,7 +21,7 @@ from detr_ros.modeling.build import build_model
 from detr_ros.modeling.checkpoint import load_state_dict_checked, read_torch_file, save_checkpoint
 from detr_ros.modeling.config import load_model_config
 from detr_ros.modeling.import_rtdetr import rtdetr_state_dict_from_hf, rtdetr_state_dict_from_official
-from detr_ros.modeling.labels import coco_labels, load_labels
+from detr_ros.runtime.labels import coco_labels, load_labels
 
 KINDS = ("rtdetr-official", "rtdetr-hf", "detr-official", "detr-hf")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -25,7 +25,7 @@ import torch
 from detr_ros.errors import ConfigError, ModelFileError
 from detr_ros.modeling.config import ModelConfig
 from detr_ros.modeling.detr import build_detr
-from detr_ros.modeling.labels import coco_labels
+from detr_ros.runtime.labels import coco_labels
 
 COCO_NUM_ID_SLOTS = 91  # category ids 0..90, of which the 80 in config/labels/coco.yaml are used
 UNUSED_LABEL = "N/A"

@@ -1,7 +1,7 @@
 """Detector: an ONNX RT-DETR model behind one call, image in, Detections out.
 
-Loading picks the first available execution provider of an ordered preference, reads the file's
-metadata (or falls back for foreign files) and recognises its signature. The calls themselves
+Loading picks the first available execution provider of an ordered preference, recognises the
+file's format (detr_ros.runtime.formats) and reads its metadata (or falls back for foreign files). The calls themselves
 (pre-processing, selection) are the DetectionPipeline's; the Detector runs the onnxruntime
 session, which is safe to run from several threads.
 """
@@ -16,11 +16,12 @@ from pathlib import Path
 import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
-from detr_ros.runtime import contracts
+from detr_ros.runtime import formats
 from detr_ros.runtime.cpu import int8_weights_problem
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
-from detr_ros.runtime.metadata import QUANTIZATION_INT8_QDQ, parse_metadata
-from detr_ros.runtime.model_file import check_model_file, file_digest
+from detr_ros.runtime.labels import names_for_unnamed_graph
+from detr_ros.runtime.metadata import PRECISION_FP16, QUANTIZATION_INT8_QDQ, parse_metadata
+from detr_ros.runtime.model_file import check_model_file, declared_precision, file_digest
 from detr_ros.runtime.pipeline import DetectionPipeline, check_selection
 from detr_ros.runtime.providers import (
     SHORT_NAMES,
@@ -77,7 +78,7 @@ def session_options(threads, thread_spinning="always"):
 class Detector(DetectionPipeline):
     """Runs an ONNX detection model on numpy images.
 
-    model_path: ONNX file (detr_ros export, official RT-DETR-family export or Ultralytics RT-DETR).
+    model_path: ONNX file of a format in detr_ros.runtime.formats.FORMATS.
     providers: ordered preference from "tensorrt", "cuda", "cpu"; the first available one is used.
     threads: CPU intra-op threads (None: onnxruntime's default, one per physical core).
     thread_spinning: how idle CPU threads wait for work, one of THREAD_SPINNING. "always" suits
@@ -85,6 +86,9 @@ class Detector(DetectionPipeline):
     frames as they arrive, like the detector node, wants "never" or "while_running".
     tensorrt_options: dict of TensorRTOptions fields. labels_path: class names, one per line.
     input_size: (H, W) for graphs with a dynamic image size and no size in their metadata.
+    model_format: a formats.FORMATS name, for a file whose format nothing in it decides.
+    resize_mode ("stretch" | "letterbox"), normalization ("none" | "imagenet"): how images are
+    prepared, where the file's format and metadata do not say it right.
     score_threshold, classes, max_detections, duplicate_iou: defaults for each call (see detect_batch).
     cache_dir: where optimised graphs and TensorRT engines are kept (default: default_cache_dir()).
     """
@@ -92,7 +96,7 @@ class Detector(DetectionPipeline):
     def __init__(self, model_path, providers=("cpu",), *, threads=None, tensorrt_options=None, labels_path=None,
                  input_size=None, score_threshold=DEFAULT_SCORE_THRESHOLD, classes=None, max_detections=100,
                  duplicate_iou=DEFAULT_DUPLICATE_IOU, device_id=0, cache_dir=None, cache_optimized_model=True,
-                 thread_spinning="always"):
+                 thread_spinning="always", model_format=None, resize_mode=None, normalization=None):
         self.model_path = check_model_file(model_path)
         check_thread_spinning(thread_spinning)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -108,7 +112,8 @@ class Detector(DetectionPipeline):
         self.provider = self._session.get_providers()[0]
 
         props = self._session.get_modelmeta().custom_metadata_map
-        contract = contracts.recognise(self._session.get_inputs(), self._session.get_outputs(), self.model_path, props)
+        contract = formats.recognise(self._session.get_inputs(), self._session.get_outputs(), self.model_path, props,
+                                     model_format)
         metadata = parse_metadata(props, self.model_path, declared_input_size=contract.input_size,
                                   labels_path=labels_path)
         if input_size is not None:
@@ -116,8 +121,9 @@ class Detector(DetectionPipeline):
                 raise ConfigError(f"input_size={list(input_size)} but {self.model_path} has a fixed input "
                                   f"{list(contract.input_size)}")
             metadata.input_size = tuple(int(v) for v in input_size)
-        self._complete_class_names(contract, metadata)
-        self._output_names = contract.output_names(self._session.get_outputs())
+        preparation = formats.settle_preparation(contract, metadata, props, resize_mode=resize_mode,
+                                                 normalization=normalization)
+        names_source = self._complete_class_names(contract, metadata, labels_path)
         super().__init__(contract, metadata, selection)
         if self.provider == "TensorrtExecutionProvider" and self.metadata.quantization == QUANTIZATION_INT8_QDQ:
             LOG.warning("detector %s: this INT8 file is quantized for the CPU (uint8 activations with zero points), "
@@ -129,23 +135,28 @@ class Detector(DetectionPipeline):
                 LOG.warning("detector %s: this INT8 file may give wrong detections on this CPU: %s",
                             self.model_path.name, problem)
         skipped_text = "; ".join(f"{name}: {why}" for name, why in skipped.items())
-        LOG.info("detector %s: %s signature, input %dx%d %s, %d classes, running on %s%s",
-                 self.model_path.name, self.signature, *self.metadata.input_size, self.metadata.resize_mode,
-                 len(self.class_names), self.provider, f" (skipped {skipped_text})" if skipped else "")
+        LOG.info("detector %s: format %s, input %dx%d %s, %d classes named by %s, running on %s%s",
+                 self.model_path.name, self.signature, *self.metadata.input_size, preparation,
+                 len(self.class_names), names_source, self.provider, f" (skipped {skipped_text})" if skipped else "")
 
     def _run_model(self, feeds):
-        return self._session.run(self._output_names, feeds)
+        return self._session.run(self._contract.output_names, feeds)
 
-    def _complete_class_names(self, contract, metadata):
+    def _complete_class_names(self, contract, metadata, labels_path):
+        """Check the names against the graph's class count, or choose them where none are given;
+        returns where the names come from, for the log."""
         num_classes = contract.num_classes
         names = metadata.class_names
-        if num_classes is None:
-            return
-        if names and len(names) != num_classes:
-            raise ModelFileError(f"{self.model_path}: {len(names)} class names for a graph with {num_classes} classes")
-        if not names:
-            metadata.class_names = [f"class_{i}" for i in range(num_classes)]
-            metadata.category_ids = list(range(num_classes))
+        source = f"labels file {labels_path}" if labels_path is not None else "the file's metadata"
+        if names and num_classes is not None and len(names) != num_classes:
+            error = ConfigError if labels_path is not None else ModelFileError
+            raise error(f"{self.model_path}: {len(names)} class names in {source} for a {contract.kind} "
+                        f"graph with {num_classes} classes")
+        if names:
+            return source
+        metadata.class_names, metadata.category_ids, source = names_for_unnamed_graph(
+            num_classes, contract.format.category_slots(num_classes))
+        return source
 
     def _open_session(self, providers, threads, tensorrt_options, device_id, has_qdq, cache_optimized_model):
         """The first provider of the list that starts wins; the others fall back in order."""
@@ -171,7 +182,8 @@ class Detector(DetectionPipeline):
             options, notes = tensorrt_provider_options(
                 trt_options, device_id=device_id, model_sha256=self.model_sha256,
                 carries_int8_calibration=has_qdq, trt_version=tensorrt_version(),
-                gpu=gpu_identity(device_id), cache_root=self._cache_dir)
+                gpu=gpu_identity(device_id), cache_root=self._cache_dir,
+                fp16_file=declared_precision(self.model_path) == PRECISION_FP16)
             for note in notes:
                 LOG.info("detector %s: %s", self.model_path.name, note)
             return options

@@ -34,6 +34,11 @@ QUANTIZATION_INT8_QDQ_SYMMETRIC = "int8_qdq_symmetric"
 KEY_INT8_WEIGHT_BITS = PREFIX + "int8_weight_bits"
 INT8_WEIGHT_BITS = (7, 8)
 KEY_QUANTIZED_ON = PREFIX + "quantized_on"
+# Written on FP16 exports: "fp16", a strongly typed graph with FP16 weights and activations where
+# FP16 keeps FP32's detections, FP32 elsewhere and at its inputs and outputs (detr_ros.export.fp16).
+# TensorRT builds such a file in the precisions it declares; absent on FP32 and INT8 files.
+KEY_PRECISION = PREFIX + "precision"
+PRECISION_FP16 = "fp16"
 
 RESIZE_MODES = ("stretch", "letterbox")
 MODEL_COLOR_ORDERS = ("rgb", "bgr")
@@ -54,6 +59,7 @@ class ModelMetadata:
     resize_mode: str = "stretch"
     color_order: str = "rgb"
     scale: str = "1/255"
+    normalization: str = "none"  # after scaling (preprocess.NORMALIZATIONS); set by the model's format
     class_names: list = field(default_factory=list)
     category_ids: list = field(default_factory=list)
     model_name: str = ""
@@ -62,6 +68,7 @@ class ModelMetadata:
     quantization: str = ""
     int8_weight_bits: int = 0
     quantized_on: str = ""
+    precision: str = ""
 
     @property
     def scale_factor(self):
@@ -86,6 +93,8 @@ class ModelMetadata:
             props[KEY_INT8_WEIGHT_BITS] = str(self.int8_weight_bits)
         if self.quantized_on:
             props[KEY_QUANTIZED_ON] = self.quantized_on
+        if self.precision:
+            props[KEY_PRECISION] = self.precision
         return props
 
 
@@ -109,7 +118,7 @@ def _input_size(value, key, path):
     return (int(value[0]), int(value[1]))
 
 
-def _ultralytics_names(props):
+def ultralytics_names(props):
     """Ultralytics writes ``names`` as a Python dict literal {0: 'person', ...}."""
     try:
         names = ast.literal_eval(props["names"])
@@ -176,6 +185,7 @@ def parse_metadata(props, path, *, declared_input_size=None, labels_path=None):
     if KEY_INT8_WEIGHT_BITS in props:
         meta.int8_weight_bits = int(_choice(props, KEY_INT8_WEIGHT_BITS, [str(b) for b in INT8_WEIGHT_BITS], "", path))
     meta.quantized_on = props.get(KEY_QUANTIZED_ON, "")
+    meta.precision = _choice(props, KEY_PRECISION, (PRECISION_FP16, ""), "", path)
 
     if labels_path is not None:
         meta.class_names = read_labels_file(labels_path)
@@ -185,7 +195,7 @@ def parse_metadata(props, path, *, declared_input_size=None, labels_path=None):
             raise ModelFileError(f"{path}: metadata {KEY_CLASS_NAMES} must be a JSON list of strings")
         meta.class_names = names
     elif "names" in props:
-        meta.class_names = _ultralytics_names(props)
+        meta.class_names = ultralytics_names(props)
 
     if KEY_CATEGORY_IDS in props:
         ids = _json_value(props, KEY_CATEGORY_IDS, path)

@@ -8,10 +8,14 @@ import hashlib
 from pathlib import Path
 
 from detr_ros.errors import ModelFileError
+from detr_ros.runtime.metadata import KEY_PRECISION
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 QDQ_MARKER = b"DequantizeLinear"
 CHUNK_BYTES = 1 << 20
+# A ModelProto stores its metadata_props (field 14) after the graph, so they sit in the file's last
+# bytes; a class list of thousands of names still fits in this many.
+METADATA_TAIL_BYTES = 1 << 20
 
 
 def check_model_file(path):
@@ -51,3 +55,23 @@ def file_digest(path):
             has_qdq = has_qdq or QDQ_MARKER in tail + chunk
             tail = chunk[-len(QDQ_MARKER):]
     return sha.hexdigest(), has_qdq
+
+
+def declared_precision(path):
+    """The file's ``detr_ros.precision`` metadata ("fp16"), or "" when it has none.
+
+    Read off the file's tail, where the metadata is, before any session exists: the TensorRT options
+    depend on it. An entry is serialized as 0x0A, len, key, 0x12, len, value (protobuf).
+    """
+    with open(path, "rb") as stream:
+        stream.seek(0, 2)
+        stream.seek(max(0, stream.tell() - METADATA_TAIL_BYTES))
+        tail = stream.read()
+    key = KEY_PRECISION.encode()
+    entry = bytes([0x0A, len(key)]) + key + b"\x12"
+    start = tail.rfind(entry)
+    if start < 0:
+        return ""
+    length_at = start + len(entry)
+    length = tail[length_at] if length_at < len(tail) else 0
+    return tail[length_at + 1:length_at + 1 + length].decode(errors="replace") if length < 0x80 else ""

@@ -2,7 +2,7 @@
 
 Each call pre-processes into buffers taken from a pool (allocated once per batch size, so
 concurrent callers never share one), hands them to the model, decodes its outputs by the
-signature's rules and filters them with the call's threshold, class allow-list and maximum
+format's rules and filters them with the call's threshold, class allow-list and maximum
 count. A subclass supplies only the model call: the runtime's Detector runs an ONNX session,
 the offline tools run a PyTorch checkpoint, so both prepare and select in exactly one way.
 """
@@ -41,8 +41,9 @@ def check_selection(score_threshold, classes, max_detections, duplicate_iou):
 class DetectionPipeline:
     """Images in, Detections out, around a model call that subclasses provide (``_run_model``).
 
-    contract: the model's signature (contracts.Contract), which says how to feed it and read its outputs.
-    metadata: runtime.metadata.ModelMetadata: input size, resize mode, colour order, scale, class names.
+    contract: the model's format (formats.Recognised), which says how to feed it and read its outputs.
+    metadata: runtime.metadata.ModelMetadata: input size, resize mode, colour order, scale, normalisation,
+    class names.
     selection: check_selection(score_threshold, classes, max_detections, duplicate_iou), the defaults
     of each call (see detect_batch).
     """
@@ -52,7 +53,7 @@ class DetectionPipeline:
         self.metadata = metadata
         self.score_threshold, self.classes, self.max_detections, self.duplicate_iou = selection
         self._preprocessor = Preprocessor(metadata.input_size, metadata.resize_mode, metadata.color_order,
-                                          metadata.scale_factor)
+                                          metadata.scale_factor, metadata.normalization)
         self._pool_lock = threading.Lock()
         self._free_workspaces = {}
 
@@ -76,7 +77,7 @@ class DetectionPipeline:
 
     @property
     def signature(self):
-        """"official" or "ultralytics"."""
+        """The model's format: a formats.FORMATS name."""
         return self._contract.kind
 
     def class_name(self, class_id):
@@ -124,7 +125,7 @@ class DetectionPipeline:
             height, width = self.metadata.input_size
             for index, (image, order) in enumerate(zip(images, color_orders)):
                 placement = self._preprocessor.fill(workspace.blob[index], image, order, workspace.canvases)
-                if self._contract.kind == "official" and self.metadata.resize_mode == "stretch":
+                if self._contract.format.boxes_in_target_sizes and self.metadata.resize_mode == "stretch":
                     # The graph scales its boxes to orig_target_sizes itself: hand it the source size.
                     workspace.sizes[index] = (placement.width, placement.height)
                     placement = Placement.identity(placement.height, placement.width)

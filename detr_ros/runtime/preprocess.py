@@ -1,4 +1,4 @@
-"""Camera image -> network input: resize (stretch or letterbox), colour order, scaling.
+"""Camera image -> network input: resize (stretch or letterbox), colour order, scaling, normalisation.
 
 Everything is written into buffers that a ``Workspace`` allocates once per input shape, so a
 camera stream at a steady resolution allocates nothing per frame. ``Placement`` remembers where
@@ -11,6 +11,12 @@ import cv2
 import numpy as np
 
 LETTERBOX_PAD_VALUE = 114  # the grey Ultralytics pads with; any constant works for DETRs
+# After scaling to 0..1: None, or the per-channel (R, G, B) mean and standard deviation to subtract
+# and divide by (the ImageNet statistics that DINO-backbone models such as RF-DETR are trained with).
+NORMALIZATIONS = {
+    "none": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 # Source colour order -> (channels expected, slice of channels giving R,G,B)
 SOURCE_ORDERS = {
     "rgb": (3, slice(0, 3)),
@@ -84,14 +90,19 @@ class Preprocessor:
     """Fills one [3, H, W] float32 slot of the input batch from one camera image.
 
     input_size: (H, W) of the network input; resize_mode: "stretch" | "letterbox";
-    model_color_order: "rgb" | "bgr" channel order the network expects; scale: factor applied to 0..255.
+    model_color_order: "rgb" | "bgr" channel order the network expects; scale: factor applied to 0..255;
+    normalization: a NORMALIZATIONS key, applied after scaling.
     """
 
-    def __init__(self, input_size, resize_mode, model_color_order, scale):
+    def __init__(self, input_size, resize_mode, model_color_order, scale, normalization="none"):
         self.input_size = tuple(input_size)
         self.resize_mode = resize_mode
         self.model_color_order = model_color_order
         self.scale = np.float32(scale)
+        statistics = NORMALIZATIONS[normalization]
+        channels = slice(None, None, -1 if model_color_order == "bgr" else 1)  # the statistics are R, G, B
+        self.mean, self.std = (None, None) if statistics is None else (
+            np.asarray(values, np.float32)[channels, None, None] for values in statistics)  # [3, 1, 1]
 
     def new_canvases(self):
         """uint8 canvases, one per source channel count, reused for every frame."""
@@ -123,9 +134,12 @@ class Preprocessor:
             np.multiply(canvas.reshape(canvas_h, canvas_w), self.scale, out=slot[0], casting="unsafe")
             slot[1] = slot[0]
             slot[2] = slot[0]
-            return placement
-        planes = canvas.transpose(2, 0, 1)[rgb_slice]
-        if self.model_color_order == "bgr":
-            planes = planes[::-1]
-        np.multiply(planes, self.scale, out=slot, casting="unsafe")
+        else:
+            planes = canvas.transpose(2, 0, 1)[rgb_slice]
+            if self.model_color_order == "bgr":
+                planes = planes[::-1]
+            np.multiply(planes, self.scale, out=slot, casting="unsafe")
+        if self.mean is not None:
+            slot -= self.mean
+            slot /= self.std
         return placement

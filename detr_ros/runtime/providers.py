@@ -2,13 +2,20 @@
 
 A robot asks for ("tensorrt", "cuda", "cpu"); this onnxruntime build may offer only some of
 them, so the first available one wins and the rest are skipped with a reason. TensorRT builds
-an engine per model, TensorRT version and GPU, so its cache folder is keyed on all three: a new
-model, a TensorRT upgrade or another GPU starts a fresh folder instead of loading a stale engine.
+an engine per model, precision, TensorRT version and GPU, so its cache folder is keyed on all
+four: a new model, another precision, a TensorRT upgrade or another GPU starts a fresh folder
+instead of loading a stale engine.
+
+Precision: up to TensorRT 10 the FP16 builder flag lets TensorRT run any layer of an FP32 file in
+FP16, the sensitive ones included. TensorRT 11 has no such flag: every network is strongly typed and
+runs each tensor in the type the file declares. An FP16 file (``detr-ros export --fp16``) declares
+FP16 where it keeps FP32's detections and FP32 elsewhere, so it is built as it is on both.
 """
 
 import ctypes
 import ctypes.util
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass, fields
@@ -22,6 +29,9 @@ PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 SHORT_NAMES = {full: short for short, full in PROVIDER_NAMES.items()}
+# The first TensorRT without the FP16 builder flag (strongly typed networks only).
+STRONGLY_TYPED_TENSORRT = 11
+LOG = logging.getLogger("detr_ros.runtime")
 
 
 def default_cache_dir():
@@ -104,7 +114,8 @@ def tensorrt_version():
         return tensorrt.__version__
     except ImportError:
         pass
-    for path in filter(None, (ctypes.util.find_library("nvinfer"), "libnvinfer.so.10", "libnvinfer.so.8")):
+    libraries = ("libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so.8")
+    for path in filter(None, (ctypes.util.find_library("nvinfer"), *libraries)):
         try:
             return decode_tensorrt_version(ctypes.CDLL(path).getInferLibVersion())
         except OSError:
@@ -139,16 +150,31 @@ def gpu_identity(device_id=0):
     return f"{name.value.decode(errors='replace')} sm{major.value}{minor.value}"
 
 
-def engine_cache_key(model_sha256, trt_version, gpu):
-    """Folder name for one model on one TensorRT version and one GPU."""
+def engine_cache_key(model_sha256, trt_version, gpu, precision):
+    """Folder name for one model built in one precision on one TensorRT version and one GPU."""
     gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
     gpu_hash = hashlib.sha256(gpu.encode()).hexdigest()[:8]
-    return f"{model_sha256[:16]}-trt{trt_version}-{gpu_slug}-{gpu_hash}"
+    return f"{model_sha256[:16]}-{precision}-trt{trt_version}-{gpu_slug}-{gpu_hash}"
 
 
-def tensorrt_provider_options(options, *, device_id, model_sha256, carries_int8_calibration, trt_version, gpu, cache_root):
+def fp16_flag(options, fp16_file, trt_version):
+    """Whether to set TensorRT's FP16 builder flag: never for an FP16 file (its types decide), as
+    ``options.fp16`` asks for an FP32 file up to TensorRT 10, never from TensorRT 11 on (no flag)."""
+    if fp16_file or not options.fp16:
+        return False
+    if trt_version is not None and int(trt_version.split(".")[0]) >= STRONGLY_TYPED_TENSORRT:
+        LOG.warning("tensorrt.fp16 cannot apply on TensorRT %s: it builds every file in the precisions the "
+                    "file declares, an FP32 file in FP32. For FP16, export with `detr-ros export --fp16` and run "
+                    "the .fp16.onnx file it writes", trt_version)
+        return False
+    return True
+
+
+def tensorrt_provider_options(options, *, device_id, model_sha256, carries_int8_calibration, trt_version, gpu, cache_root,
+                              fp16_file=False):
     """onnxruntime's TensorRT provider options for one model.
 
+    fp16_file: the file is an FP16 export (metadata detr_ros.precision "fp16"), built as it is.
     The engine and timing caches are turned off (with the reason returned) when the TensorRT
     version or the GPU cannot be identified, since an unkeyed cache could hand back a stale engine.
     Returns (provider options dict of strings, list of notes for the log).
@@ -160,9 +186,13 @@ def tensorrt_provider_options(options, *, device_id, model_sha256, carries_int8_
             "tensorrt_options.int8=true but the model carries no INT8 calibration (no QDQ nodes) and no "
             "int8_calibration_table was given"
         )
+    fp16 = fp16_flag(options, fp16_file, trt_version)
+    if fp16_file:
+        notes.append("FP16 file: TensorRT builds it in the precisions it declares (no FP16 flag needed)")
+    precision = "+".join(name for name, used in (("fp16file", fp16_file), ("int8", int8), ("fp16", fp16)) if used)
     result = {
         "device_id": str(device_id),
-        "trt_fp16_enable": "1" if options.fp16 else "0",
+        "trt_fp16_enable": "1" if fp16 else "0",
         "trt_int8_enable": "1" if int8 else "0",
         "trt_max_workspace_size": str(options.workspace_bytes),
         "trt_builder_optimization_level": str(options.builder_optimization_level),
@@ -173,7 +203,8 @@ def tensorrt_provider_options(options, *, device_id, model_sha256, carries_int8_
         if trt_version is None or gpu is None:
             notes.append("TensorRT engine and timing caches off: cannot identify the TensorRT version or the GPU")
         else:
-            folder = Path(options.cache_dir or cache_root) / "tensorrt" / engine_cache_key(model_sha256, trt_version, gpu)
+            key = engine_cache_key(model_sha256, trt_version, gpu, precision or "fp32")
+            folder = Path(options.cache_dir or cache_root) / "tensorrt" / key
             folder.mkdir(parents=True, exist_ok=True)
             if options.engine_cache:
                 result["trt_engine_cache_enable"] = "1"

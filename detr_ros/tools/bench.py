@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from detr_ros.errors import ConfigError, ModelFileError
-from detr_ros.runtime import Detector, contracts
+from detr_ros.runtime import Detector, formats
 from detr_ros.runtime.detector import session_options
 from detr_ros.runtime.model_file import check_model_file
 from detr_ros.runtime.cpu import describe_cpu, int8_weight_bits
@@ -106,8 +106,8 @@ def open_target(path, providers, threads, frames, input_size, declared_input_siz
     except Exception as error:  # onnxruntime's own exception types
         raise ModelFileError(f"{path}: onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
     try:
-        contracts.recognise(session.get_inputs(), session.get_outputs(), path,
-                            session.get_modelmeta().custom_metadata_map)
+        formats.recognise(session.get_inputs(), session.get_outputs(), path,
+                          session.get_modelmeta().custom_metadata_map)
     except ModelFileError:
         return GraphTarget(session, len(frames), input_size)
     del session

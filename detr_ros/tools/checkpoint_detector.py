@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from detr_ros.export.onnx_export import deployed_detector, export_metadata
-from detr_ros.runtime.contracts import Contract
+from detr_ros.runtime import formats
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.runtime.pipeline import DetectionPipeline, check_selection
 
@@ -29,7 +29,7 @@ class CheckpointDetector(DetectionPipeline):
         self.model = self.deployed.model
         input_size = tuple(self.config.input_size)
         metadata = export_metadata(self.config, checkpoint, path, input_size, "stretch")
-        super().__init__(Contract("official", "images", None, input_size, None), metadata, selection)
+        super().__init__(formats.official(input_size), metadata, selection)
 
     def _run_model(self, feeds):
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """Provider preference and TensorRT option handling, as far as a machine without a GPU can check them."""
 
 import ctypes.util
+import logging
 
 import pytest
 
@@ -38,14 +39,15 @@ def test_tensorrt_options_validate_keys_and_values():
         TensorRTOptions.from_dict({"workspace_bytes": -1})
 
 
-def build(options, tmp_path, *, qdq=False, trt="10.3.0", gpu="Orin sm87", sha=SHA):
+def build(options, tmp_path, *, qdq=False, trt="10.3.0", gpu="Orin sm87", sha=SHA, fp16_file=False):
     return tensorrt_provider_options(TensorRTOptions.from_dict(options), device_id=1, model_sha256=sha,
-                                     carries_int8_calibration=qdq, trt_version=trt, gpu=gpu, cache_root=tmp_path)
+                                     carries_int8_calibration=qdq, trt_version=trt, gpu=gpu, cache_root=tmp_path,
+                                     fp16_file=fp16_file)
 
 
 def test_provider_options_dict(tmp_path):
     options, notes = build({"workspace_bytes": 1 << 30}, tmp_path)
-    folder = tmp_path / "tensorrt" / engine_cache_key(SHA, "10.3.0", "Orin sm87")
+    folder = tmp_path / "tensorrt" / engine_cache_key(SHA, "10.3.0", "Orin sm87", "fp16")
     assert options == {
         "device_id": "1",
         "trt_fp16_enable": "1",
@@ -70,16 +72,38 @@ def test_int8_follows_the_calibration_the_file_carries(tmp_path):
     assert table["trt_int8_enable"] == "1" and table["trt_int8_calibration_table_name"] == "calib.flatbuffers"
 
 
-def test_cache_key_changes_with_model_tensorrt_version_and_gpu():
+def test_cache_key_changes_with_model_precision_tensorrt_version_and_gpu():
     keys = {
-        engine_cache_key(SHA, "10.3.0", "Orin sm87"),
-        engine_cache_key("cd" * 32, "10.3.0", "Orin sm87"),
-        engine_cache_key(SHA, "10.7.0", "Orin sm87"),
-        engine_cache_key(SHA, "10.3.0", "Xavier sm72"),
-        engine_cache_key(SHA, "10.3.0", "Orin-sm87"),  # same slug, different name: the hash tells them apart
+        engine_cache_key(SHA, "10.3.0", "Orin sm87", "fp16"),
+        engine_cache_key("cd" * 32, "10.3.0", "Orin sm87", "fp16"),
+        engine_cache_key(SHA, "10.3.0", "Orin sm87", "fp32"),
+        engine_cache_key(SHA, "10.7.0", "Orin sm87", "fp16"),
+        engine_cache_key(SHA, "10.3.0", "Xavier sm72", "fp16"),
+        engine_cache_key(SHA, "10.3.0", "Orin-sm87", "fp16"),  # same slug, different name: the hash tells them apart
     }
-    assert len(keys) == 5
-    assert engine_cache_key(SHA, "10.3.0", "Orin sm87") == engine_cache_key(SHA, "10.3.0", "Orin sm87")
+    assert len(keys) == 6
+    assert engine_cache_key(SHA, "10.3.0", "Orin sm87", "fp16") == engine_cache_key(SHA, "10.3.0", "Orin sm87", "fp16")
+
+
+def test_fp16_file_is_built_as_it_is_on_tensorrt_10_and_11(tmp_path):
+    for trt in ("10.3.0", "11.4.0"):
+        options, notes = build({}, tmp_path, trt=trt, fp16_file=True)
+        assert options["trt_fp16_enable"] == "0" and "FP16 file" in notes[0]
+        assert options["trt_engine_cache_path"].endswith(engine_cache_key(SHA, trt, "Orin sm87", "fp16file"))
+
+
+def test_fp16_flag_keeps_working_on_tensorrt_10_and_says_it_cannot_on_11(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="detr_ros.runtime"):
+        assert build({}, tmp_path, trt="10.3.0")[0]["trt_fp16_enable"] == "1"
+        assert not caplog.records
+        assert build({"fp16": False}, tmp_path, trt="11.4.0")[0]["trt_fp16_enable"] == "0"
+        assert not caplog.records
+        options, _ = build({}, tmp_path, trt="11.4.0")
+    assert options["trt_fp16_enable"] == "0"
+    assert options["trt_engine_cache_path"].endswith(engine_cache_key(SHA, "11.4.0", "Orin sm87", "fp32"))
+    assert "cannot apply on TensorRT 11.4.0" in caplog.text and "--fp16" in caplog.text
+    # an unidentified TensorRT keeps the flag as asked
+    assert build({}, tmp_path, trt=None)[0]["trt_fp16_enable"] == "1"
 
 
 def test_unidentified_tensorrt_or_gpu_turns_the_caches_off(tmp_path):

@@ -1,4 +1,4 @@
-"""Class-name files: which name and dataset category id each training class has.
+"""Class names: which name and dataset category id each training class has, from a file or by default.
 
 Two formats are read:
   .yaml / .yml / .json  a list of {id: <category id>, name: <name>}, one entry per training class
@@ -14,6 +14,7 @@ import yaml
 
 from detr_ros.errors import ConfigError
 
+COCO_CLASSES = 80
 # In a source checkout the file sits in config/; an installed package has it under share/detr_ros/.
 _COCO_CANDIDATES = (
     Path(__file__).resolve().parents[2] / "config" / "labels" / "coco.yaml",
@@ -56,3 +57,24 @@ def coco_labels():
         if candidate.is_file():
             return load_labels(candidate)
     raise ConfigError(f"the shipped COCO labels file is missing (looked for {', '.join(map(str, _COCO_CANDIDATES))})")
+
+
+def names_for_unnamed_graph(num_classes, category_slots):
+    """(names, category ids, what they are) for a graph whose file and options name no class.
+
+    num_classes: classes the graph scores, or None where its shape does not say.
+    category_slots: whether the graph's class index is itself a COCO category id (a 91-slot head).
+    An 80-class graph is taken for COCO's 80 classes, as a 91-slot one is for COCO's ids: what the
+    published weights of every known format are trained on; the log says so.
+    """
+    if num_classes == COCO_CLASSES or category_slots:
+        names, ids = coco_labels()
+        if category_slots:
+            by_id = dict(zip(ids, names))
+            return ([by_id.get(i, f"class_{i}") for i in range(num_classes)], list(range(num_classes)),
+                    "COCO names by category id (no names in the file; labels_path names them)")
+        return names, ids, "COCO's 80 names (no names in the file; labels_path names them)"
+    if num_classes is None:
+        return [], [], "class_N (no names in the file and a graph that does not say how many; labels_path names them)"
+    return ([f"class_{i}" for i in range(num_classes)], list(range(num_classes)),
+            "class_N (no names in the file; labels_path names them)")

@@ -1,0 +1,97 @@
+"""How far two runs of one detector agree: detections matched as sets, then their score and box differences.
+
+A change of precision or of hardware (FP16, TensorRT, another GPU) moves every score and box a little
+and may reorder candidates of nearly equal score; what a user sees changes only where a confident
+detection appears, disappears or moves. So each confident detection of either run is matched, one to
+one, to a same-class detection of the other run on the same object, at any score (a detection at 0.31
+in one run and 0.29 in the other is the same detection), and the differences are summarised over the
+matched pairs.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Two boxes overlapping this much are the same object (COCO's loosest threshold).
+MATCH_IOU = 0.5
+CONFIDENT_SCORE = 0.3
+
+
+@dataclass
+class Agreement:
+    """Summary over images. Box differences are in fractions of the image's longer side.
+
+    pairs: matched (confident) detections; unmatched: a line for each confident detection of either
+    run that has no partner in the other.
+    """
+
+    pairs: int = 0
+    unmatched: list = field(default_factory=list)
+    score_p99: float = 0.0
+    score_max: float = 0.0
+    box_p99: float = 0.0
+    box_max: float = 0.0
+
+    def figures(self):
+        """The summary as a JSON-ready dict."""
+        return {"pairs": self.pairs, "unmatched": len(self.unmatched), "score_p99": self.score_p99,
+                "score_max": self.score_max, "box_p99_of_image": self.box_p99, "box_max_of_image": self.box_max}
+
+
+def box_iou(box, boxes):
+    """box: [4] xyxy; boxes: [n, 4] -> [n] intersection over union."""
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    area = np.prod(np.clip(box[2:] - box[:2], 0, None))
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    return intersection / np.maximum(area + areas - intersection, 1e-12)
+
+
+def _match(first, second, taken_first, taken_second, confident_score):
+    """Pair each confident, untaken detection of ``first`` (best scores first) with an untaken
+    same-class detection of ``second`` overlapping it by MATCH_IOU or more: the one of the closest
+    score, since duplicates of one object overlap each other too but score differently. Returns
+    [(i, j)] and the unpaired i."""
+    labels, boxes, scores = first
+    pairs, unpaired = [], []
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] <= confident_score or i in taken_first:
+            continue
+        candidates = [j for j in range(len(second[2])) if j not in taken_second and second[0][j] == labels[i]]
+        overlaps = box_iou(boxes[i], second[1][candidates]) if candidates else np.zeros(0)
+        same_object = [j for j, overlap in zip(candidates, overlaps) if overlap >= MATCH_IOU]
+        if not same_object:
+            unpaired.append(i)
+            continue
+        j = min(same_object, key=lambda j: abs(float(second[2][j]) - float(scores[i])))
+        taken_first.add(i)
+        taken_second.add(j)
+        pairs.append((i, j))
+    return pairs, unpaired
+
+
+def agreement(reference, other, image_sizes, confident_score=CONFIDENT_SCORE):
+    """Agreement of two runs over the same images.
+
+    reference, other: per image (labels [K] int, boxes [K, 4] xyxy pixels, scores [K]);
+    image_sizes: per image (width, height) of the pixels the boxes are in.
+    """
+    score_gaps, box_gaps, unmatched = [], [], []
+    for index, (expected, found, size) in enumerate(zip(reference, other, image_sizes)):
+        taken_expected, taken_found = set(), set()
+        pairs, lost = _match(expected, found, taken_expected, taken_found, confident_score)
+        reverse, appeared = _match(found, expected, taken_found, taken_expected, confident_score)
+        pairs += [(i, j) for j, i in reverse]
+        unmatched += [f"image {index}: class {expected[0][i]} at {expected[2][i]:.2f} {np.round(expected[1][i], 1)} "
+                      "of the reference has no counterpart" for i in lost]
+        unmatched += [f"image {index}: class {found[0][j]} at {found[2][j]:.2f} {np.round(found[1][j], 1)} "
+                      "appears only in the other run" for j in appeared]
+        for i, j in pairs:
+            score_gaps.append(abs(float(expected[2][i]) - float(found[2][j])))
+            box_gaps.append(float(np.abs(expected[1][i] - found[1][j]).max()) / max(size))
+    if not score_gaps:
+        return Agreement(unmatched=unmatched)
+    return Agreement(pairs=len(score_gaps), unmatched=unmatched,
+                     score_p99=float(np.percentile(score_gaps, 99)), score_max=max(score_gaps),
+                     box_p99=float(np.percentile(box_gaps, 99)), box_max=max(box_gaps))
