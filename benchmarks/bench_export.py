@@ -10,11 +10,14 @@ Steps, through the project's own commands where it has one:
      INT8 speed-up the graph could reach here if nothing but its convolutions changed;
   5. for reference, the same INT8 recipe on transformers' plain export, whose unfused RepVGG branches
      leave more of its time in convolutions for int8 to speed up;
-  6. with a trained checkpoint (default: models/synthetic_rtdetr.pt) its FP32 and INT8 exports are
-     evaluated with ``detr-ros eval`` on held-out synthetic scenes: the INT8 AP delta.
+  6. with a trained checkpoint (default: models/synthetic_rtdetr.pt) its FP32 and portable INT8
+     exports (``--int8-cpu any``, as shipped) are evaluated with ``detr-ros eval`` on held-out
+     synthetic scenes: the INT8 AP delta; and timed and profiled against each other, with the
+     speed-up their profile allows.
 
 Targets (RT-DETR-R18-vd, 640x640, batch 1, CPU, 2 threads): ours <= 0.85x transformers' latency,
-pre + post-processing < 3% of inference, INT8 >= 1.8x faster than FP32 with AP within 1 point.
+pre + post-processing < 3% of inference, INT8 >= 1.8x faster than FP32 with AP within 1 point;
+the trained checkpoint (320x320 for the shipped one): INT8 >= 1.5x faster with AP within 1 point.
 
     .venv/bin/python benchmarks/bench_export.py --work /tmp/bench_export [--iterations 20]
 """
@@ -39,6 +42,7 @@ R18_BACKBONE = dict(hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer
 R18_SETTINGS = dict(encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3, num_labels=80)
 CONVOLUTIONS = ("Conv", "FusedConv", "NhwcFusedConv", "QLinearConv", "ConvInteger")
 INT8_SPEEDUP_TARGET = 1.8
+TRAINED_INT8_SPEEDUP_TARGET = 1.5
 
 
 def detr_ros(*arguments):
@@ -108,7 +112,7 @@ def bench(work, name, model, other, args, *extra):
     return json.loads(report.read_text())
 
 
-def int8_bound(int8_vs_fp32):
+def int8_bound(int8_vs_fp32, target=INT8_SPEEDUP_TARGET):
     """From the profiles of one alternating run: on a CPU, int8 speeds up the convolutions and little
     else (sampling, normalisation, the float decoder; quantize/dequantize steps add some). The bound
     is the FP32 graph with its convolutions at INT8's speed and everything else as it is.
@@ -121,8 +125,7 @@ def int8_bound(int8_vs_fp32):
                             for entry in (int8, fp32))
     other_fp32 = fp32["kernel_ms"] - conv_fp32
     conv_speedup = conv_fp32 / conv_int8
-    allowed_other_share = (0.0 if conv_speedup <= INT8_SPEEDUP_TARGET
-                           else (1 / INT8_SPEEDUP_TARGET - 1 / conv_speedup) / (1 - 1 / conv_speedup))
+    allowed_other_share = (0.0 if conv_speedup <= target else (1 / target - 1 / conv_speedup) / (1 - 1 / conv_speedup))
     return {"fp32_kernel_ms": fp32["kernel_ms"], "int8_kernel_ms": int8["kernel_ms"],
             "fp32_convolution_share": round(conv_fp32 / fp32["kernel_ms"], 3),
             "int8_convolution_speedup": round(conv_speedup, 3),
@@ -133,19 +136,22 @@ def int8_bound(int8_vs_fp32):
 
 
 def evaluate_int8_ap(work, checkpoint, args):
-    """AP of the FP32 and INT8 exports of a trained checkpoint on held-out synthetic scenes."""
+    """AP of the FP32 and portable INT8 exports of a trained checkpoint on held-out synthetic scenes,
+    the INT8 speed-up and what its profile allows."""
     detr_ros("synth", work / "heldout", "--images", args.heldout_images, "--seed", 4242, "--size", args.scene_size)
     detr_ros("synth", work / "trained_calibration", "--images", 32, "--seed", 777, "--size", args.scene_size)
-    detr_ros("export", checkpoint, work / "trained.onnx", "--int8", "--calibration", work / "trained_calibration")
+    detr_ros("export", checkpoint, work / "trained.onnx", "--int8", "--int8-cpu", "any", "--calibration",
+             work / "trained_calibration")
     metrics = {}
     for variant in ("trained.onnx", "trained.int8.onnx"):
         output = work / f"eval_{variant}.json"
         detr_ros("eval", work / variant, work / "heldout", "--threads", args.threads, "--json", output)
         metrics[variant] = json.loads(output.read_text())["AP"]
-    ratio = bench(work, "bench_trained_int8_vs_fp32", work / "trained.int8.onnx", work / "trained.onnx", args)
+    ratio = bench(work, "bench_trained_int8_vs_fp32", work / "trained.int8.onnx", work / "trained.onnx", args,
+                  "--profile", args.profile)
     return {"fp32_AP": metrics["trained.onnx"], "int8_AP": metrics["trained.int8.onnx"],
             "AP_delta_points": 100 * (metrics["trained.int8.onnx"] - metrics["trained.onnx"]),
-            "int8_speedup": 1 / ratio["ratio"]}
+            "int8_speedup": 1 / ratio["ratio"], "int8_profile": int8_bound(ratio, TRAINED_INT8_SPEEDUP_TARGET)}
 
 
 def main():
@@ -209,7 +215,9 @@ def main():
         trained = summary["trained_int8"]
         headlines.append(headline(f"{args.checkpoint.name}: INT8 AP - FP32 AP, {args.heldout_images} held-out scenes",
                                   f"{trained['AP_delta_points']:+.2f} points ({trained['fp32_AP']:.3f} -> "
-                                  f"{trained['int8_AP']:.3f}), {trained['int8_speedup']:.2f}x faster", "within 1 point"))
+                                  f"{trained['int8_AP']:.3f}), {trained['int8_speedup']:.2f}x faster (its profile "
+                                  f"allows {trained['int8_profile']['int8_speedup_bound']:.2f}x)",
+                                  f"within 1 point, >= {TRAINED_INT8_SPEEDUP_TARGET}x"))
     write_result("bench_export", "ONNX Runtime CPU: RT-DETR-R18-vd 640x640, batch 1, "
                  f"{args.threads} threads", summary, headlines, args.json)
 

@@ -179,11 +179,19 @@ def test_ultralytics_graph_names_batch_and_colour_orders(graphs, cache):
         np.testing.assert_allclose(detections.boxes[0], box, atol=0.5)
 
 
-def test_thread_spinning_is_an_onnxruntime_session_setting():
-    key = "session.intra_op.allow_spinning"
-    assert session_options(2, thread_spinning=False).get_session_config_entry(key) == "0"
-    with pytest.raises(RuntimeError):  # unset: onnxruntime's default, spinning
-        session_options(2).get_session_config_entry(key)
+def test_thread_spinning_modes_are_onnxruntime_session_settings():
+    def entry(mode, key):
+        try:
+            return session_options(2, thread_spinning=mode).get_session_config_entry(key)
+        except RuntimeError:  # unset: onnxruntime's default
+            return None
+
+    allow, stop = "session.intra_op.allow_spinning", "session.force_spinning_stop"
+    assert (entry("never", allow), entry("never", stop)) == ("0", None)
+    assert (entry("while_running", allow), entry("while_running", stop)) == (None, "1")
+    assert (entry("always", allow), entry("always", stop)) == (None, None)
+    with pytest.raises(ConfigError, match="thread_spinning='sometimes', expected one of never, while_running, always"):
+        session_options(2, thread_spinning="sometimes")
 
 
 def test_same_class_duplicates_are_published_once():

@@ -33,6 +33,11 @@ FLOAT_SCOPES = ("/decoder/decoder/", "/transformer/decoder/", "query_pos_head", 
 INT8_INSIDE_FLOAT_SCOPES = ("value_proj",)
 # No int8 kernel on the CPU: quantizing only adds a Q/DQ pair around the float one.
 FLOAT_OPS = ("LayerNormalization",)
+# A convolution with fewer input and output channels than this (a small model's stem, over the image
+# and its first thin maps) runs slower in int8 than in float: onnxruntime's int8 kernel unrolls so few
+# channels into too short a dot product to pay for its packing, while the float one convolves them
+# directly. A wider stem convolution stays int8: it feeds the max pool, which runs fast only in int8.
+MIN_INT8_CONV_CHANNELS = 16
 NON_FINITE_STAND_IN = 1e6
 # Calibration keeps every intermediate tensor of the images it is handed before folding them into
 # the histograms, most of a gigabyte an image for RT-DETR-R18 at 640x640: hand it one at a time.
@@ -78,11 +83,19 @@ def replace_non_finite(model_proto):
         tensor.CopyFrom(numpy_helper.from_array(values.astype(np.float32), tensor.name))
 
 
+def _thin_convolution(graph, node):
+    """Whether ``node`` is an ungrouped convolution with fewer than MIN_INT8_CONV_CHANNELS channels in and out."""
+    if node.op_type != "Conv" or any(a.name == "group" and a.i != 1 for a in node.attribute):
+        return False
+    weight = _constant_values(graph, node.input[1])
+    return weight is not None and weight.ndim >= 3 and max(weight.shape[:2]) < MIN_INT8_CONV_CHANNELS
+
+
 def float_nodes(model_proto):
-    """Names of the nodes that stay in float (FLOAT_SCOPES, FLOAT_OPS, non-finite inputs)."""
+    """Names of the nodes that stay in float (FLOAT_SCOPES, FLOAT_OPS, thin convolutions, non-finite inputs)."""
     non_finite = computed_from_non_finite(model_proto)
     return [node.name for node in model_proto.graph.node
-            if node.op_type in FLOAT_OPS or node.name in non_finite
+            if node.op_type in FLOAT_OPS or node.name in non_finite or _thin_convolution(model_proto.graph, node)
             or (any(scope in node.name for scope in FLOAT_SCOPES)
                 and not any(part in node.name for part in INT8_INSIDE_FLOAT_SCOPES))]
 

@@ -44,6 +44,7 @@ from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.ros.parameters import declare_parameters, warn_about_unknown_parameters
 from detr_ros.runtime import Detector
+from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.drawing import draw_detections
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -105,15 +106,18 @@ class DetectorWork:
     def load_model(self):
         """Create the inference session; raises DetrRosError when the model or a setting is unusable."""
         values = self._values
+        model = choose_cpu_model(values["model_path"] or default_model_path(), values["providers"],
+                                 values["cpu_int8"])
+        if model.note:
+            self.get_logger().info(f"model: {model.note}")
         self._detector = Detector(
-            values["model_path"] or default_model_path(),
+            model.path,
             providers=values["providers"],
             threads=values["threads"] or None,
             tensorrt_options=tensorrt_options(values),
             labels_path=values["labels_path"] or None,
             device_id=values["device_id"],
-            # Spinning CPU threads slow the executor and DDS threads that share the cores with them.
-            thread_spinning=False,
+            thread_spinning=values["thread_spinning"],
         )
         self._settings = self._settings_from(values)
 

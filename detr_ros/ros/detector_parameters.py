@@ -14,6 +14,7 @@ from detr_ros.package_files import package_file, package_file_candidates
 from detr_ros.ros.messages import CLASS_ID_FORMATS
 from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
+from detr_ros.runtime.detector import THREAD_SPINNING
 from detr_ros.runtime.encoded_images import DEFAULT_MAX_PIXELS
 
 NODE_NAME = "detr_detector"
@@ -37,6 +38,12 @@ PARAMETERS = (
     ParameterSpec("device_id", 0, "GPU index for the TensorRT and CUDA providers", low=0, high=64),
     ParameterSpec("threads", 0, "CPU inference threads; 0: onnxruntime's default (one per physical core)",
                   low=0, high=256),
+    ParameterSpec("thread_spinning", "never", "how idle CPU inference threads wait for work: never (sleep: least "
+                  "CPU, and robust when other processes load the cores), while_running (busy-wait while a frame "
+                  "is inferred: faster on cores left free for the node, much slower on busy ones) or always "
+                  "(busy-wait between frames too, burning a core)", choices=THREAD_SPINNING),
+    ParameterSpec("cpu_int8", True, "on the CPU, run MODEL.int8.onnx found beside MODEL.onnx when it suits this "
+                  "CPU; false: always the named file"),
     ParameterSpec("tensorrt.fp16", True, "TensorRT: allow FP16 kernels"),
     ParameterSpec("tensorrt.int8", "auto", "TensorRT INT8: auto (when the model carries its calibration), "
                   "true or false", choices=INT8_MODES),

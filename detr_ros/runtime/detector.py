@@ -46,17 +46,32 @@ def cpu_identity():
     return f"{platform.machine()}-{hashlib.sha256(chr(10).join(details).encode()).hexdigest()[:8]}"
 
 
-def session_options(threads, thread_spinning=True):
+# How idle intra-op CPU threads wait for the next piece of work: "always" busy-waits (onnxruntime's
+# default: fastest back to back, but between two camera frames a spinning thread burns a core the
+# robot's other processes need); "while_running" busy-waits only inside a run, between its operators,
+# and sleeps between runs; "never" always sleeps, paying a wake-up at every parallel operator.
+THREAD_SPINNING = ("never", "while_running", "always")
+
+
+def check_thread_spinning(thread_spinning):
+    if thread_spinning not in THREAD_SPINNING:
+        raise ConfigError(f"thread_spinning={thread_spinning!r}, expected one of {', '.join(THREAD_SPINNING)}")
+
+
+def session_options(threads, thread_spinning="always"):
     """All graph optimisations on; threads: intra-op CPU threads, None for onnxruntime's default;
-    thread_spinning: whether idle intra-op threads busy-wait for the next piece of work."""
+    thread_spinning: one of THREAD_SPINNING."""
+    check_thread_spinning(thread_spinning)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = threads
-    if not thread_spinning:
+    if thread_spinning == "never":
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif thread_spinning == "while_running":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -66,9 +81,9 @@ class Detector(DetectionPipeline):
     model_path: ONNX file of a format in detr_ros.runtime.formats.FORMATS.
     providers: ordered preference from "tensorrt", "cuda", "cpu"; the first available one is used.
     threads: CPU intra-op threads (None: onnxruntime's default, one per physical core).
-    thread_spinning: let idle CPU threads busy-wait for work. Fastest for back-to-back runs in an
-    otherwise idle process; a process whose other threads need the CPU between runs, like the
-    detector node, does better without.
+    thread_spinning: how idle CPU threads wait for work, one of THREAD_SPINNING. "always" suits
+    back-to-back runs in an otherwise idle process (benchmarks); a process that runs the model on
+    frames as they arrive, like the detector node, wants "never" or "while_running".
     tensorrt_options: dict of TensorRTOptions fields. labels_path: class names, one per line.
     input_size: (H, W) for graphs with a dynamic image size and no size in their metadata.
     model_format: a formats.FORMATS name, for a file whose format nothing in it decides.
@@ -81,8 +96,9 @@ class Detector(DetectionPipeline):
     def __init__(self, model_path, providers=("cpu",), *, threads=None, tensorrt_options=None, labels_path=None,
                  input_size=None, score_threshold=DEFAULT_SCORE_THRESHOLD, classes=None, max_detections=100,
                  duplicate_iou=DEFAULT_DUPLICATE_IOU, device_id=0, cache_dir=None, cache_optimized_model=True,
-                 thread_spinning=True, model_format=None, resize_mode=None, normalization=None):
+                 thread_spinning="always", model_format=None, resize_mode=None, normalization=None):
         self.model_path = check_model_file(model_path)
+        check_thread_spinning(thread_spinning)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads={threads!r}, expected a positive integer or None")
         selection = check_selection(score_threshold, classes, max_detections, duplicate_iou)

@@ -18,6 +18,7 @@ from vision_msgs.msg import Detection2DArray
 from detr_ros.ros import messages
 from detr_ros.ros.image_conversion import SUPPORTED_ENCODINGS
 from detr_ros.runtime import Detector
+from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.synthetic.video import SceneVideo
 from node_testing import SHIPPED_MODEL, NodeProcess, boxes_of, iou_matrix, matched_ious, stamp_ns, start_detector
@@ -171,7 +172,7 @@ def test_two_cameras_each_get_their_own_outputs(ros_env, ros_context, tmp_path):
         assert detector.stop() == 0, detector.output
         probe.destroy_node()
 
-    runtime = Detector(SHIPPED_MODEL, score_threshold=THRESHOLD)
+    runtime = Detector(choose_cpu_model(SHIPPED_MODEL, ["cpu"]).path, score_threshold=THRESHOLD)  # the node's file
     for camera in found:
         assert set(found[camera]) == set(sent[camera])
         for stamp, result in found[camera].items():
