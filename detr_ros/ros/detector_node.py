@@ -38,6 +38,7 @@ from detr_ros.ros.executable import run_node
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.ros.parameters import declare_parameters
+from detr_ros.ros.perception import Perception
 from detr_ros.runtime import Detector
 from detr_ros.runtime.drawing import draw_detections
 
@@ -95,6 +96,7 @@ class DetectorNode(Node):
         )
         self._settings = self._settings_from(values)
         self._frames = LatestFrames(len(cameras_topics))
+        self._perception = Perception(values, len(cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=values["qos_depth"],
@@ -202,7 +204,7 @@ class DetectorNode(Node):
                 found = self._detector.detect_batch(
                     [f.image for f in frames],
                     [f.color_order for f in frames],
-                    score_threshold=settings.score_threshold,
+                    score_threshold=self._perception.detection_threshold(settings.score_threshold),
                     classes=settings.class_ids,
                     max_detections=settings.max_detections,
                     duplicate_iou=settings.duplicate_iou,
@@ -223,10 +225,11 @@ class DetectorNode(Node):
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = messages.copy_header(frame.header, settings.frame_id)
-        camera.detections.publish(camera.detection_writer.fill(
-            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format))
-        published_ns = time.monotonic_ns()
         stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
+        detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
+        camera.detections.publish(camera.detection_writer.fill(
+            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids))
+        published_ns = time.monotonic_ns()
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         if settings.publish_debug_image and camera.debug_image.get_subscription_count() > 0:

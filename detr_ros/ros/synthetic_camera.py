@@ -4,7 +4,7 @@ Publishes frame after frame of ``detr_ros.synthetic.SceneVideo`` at ``rate`` Hz 
 (sensor_msgs/Image in ``encoding``) or, for encoding jpeg/png, on ``image/compressed``
 (sensor_msgs/CompressedImage, the image_transport convention). Each frame's ground truth
 goes to ``ground_truth`` as a vision_msgs/Detection2DArray with the same header: boxes in
-pixels, class_id = training-class index, score 1.
+pixels, class_id = training-class index, score 1, id = the object's track id.
 """
 
 import sys
@@ -41,13 +41,14 @@ PARAMETERS = (
 
 
 def ground_truth_message(header, annotations):
-    """Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index, score 1."""
+    """Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index, score 1, track id."""
     if annotations:
         boxes = np.array([a.box for a in annotations], np.float64)
         class_ids = np.array([a.class_index for a in annotations], np.int64)
     else:
         boxes, class_ids = np.zeros((0, 4)), np.zeros(0, np.int64)
-    return messages.detection_array(header, boxes, np.ones(len(annotations)), class_ids, [], "index")
+    return messages.DetectionArrayWriter().fill(header, boxes, np.ones(len(annotations)), class_ids, [], "index",
+                                                [str(a.track_id) for a in annotations])
 
 
 class SyntheticCamera(Node):
