@@ -96,7 +96,6 @@ class DetectorNode(Node):
         )
         self._settings = self._settings_from(values)
         self._frames = LatestFrames(len(cameras_topics))
-        self._perception = Perception(values, len(cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=values["qos_depth"],
@@ -108,6 +107,7 @@ class DetectorNode(Node):
                              for index, topics in enumerate(cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
+        self._perception = Perception(self, values, cameras_topics, input_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._publish_label_info()
@@ -229,6 +229,8 @@ class DetectorNode(Node):
         detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
         camera.detections.publish(camera.detection_writer.fill(
             header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids))
+        self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids,
+                                    (frame.image.shape[1], frame.image.shape[0]), names, settings.class_id_format)
         published_ns = time.monotonic_ns()
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)

@@ -12,8 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2DArray
 
 from detr_ros.runtime.tracking import iou_matrix
-from node_testing import NodeProcess, boxes_of, stamp_ns, start_detector
-from ros_testing import spin_until
+from node_testing import boxes_of, play_synthetic_camera, stamp_ns, start_detector
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -27,15 +26,11 @@ def test_track_ids_stay_with_their_objects_across_frames(ros_env, ros_context, t
                               RELIABLE)
     probe.create_subscription(Detection2DArray, "cam/detections", lambda m: found.setdefault(stamp_ns(m.header), m),
                               RELIABLE)
-    camera = NodeProcess("detr_ros.ros.synthetic_camera", ros_env, tmp_path,
-                         {"width": 320, "height": 320, "rate": 3.0, "frames": frames, "seed": 7,
-                          "wait_for_subscribers": 1}, ["-r", "__ns:=/cam"])
     try:
-        spin_until(ros_context, [probe], lambda: camera.process.poll() is not None and truth and set(truth) <= set(found),
-                   90.0)
-        assert camera.wait(10) == 0, camera.output
+        play_synthetic_camera(ros_env, ros_context, tmp_path, probe,
+                              {"width": 320, "height": 320, "rate": 3.0, "frames": frames, "seed": 7,
+                               "wait_for_subscribers": 1}, lambda: truth and set(truth) <= set(found), 90.0)
     finally:
-        camera.stop()
         assert detector.stop() == 0, detector.output
         probe.destroy_node()
 
