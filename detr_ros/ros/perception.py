@@ -109,7 +109,7 @@ class Perception:
         """The score the model must run down to: the tracker's weak detections continue tracks."""
         if self._trackers is None:
             return score_threshold
-        return min(score_threshold, self._trackers[0].settings.low_score)
+        return self._trackers[0].settings.detection_threshold(score_threshold)
 
     def track(self, camera, detections, stamp_ns, score_threshold):
         """(Detections to publish, their ids [k] as strings, or None without tracking: the writer's ranks)."""

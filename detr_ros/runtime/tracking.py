@@ -70,6 +70,10 @@ class TrackerSettings:
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"{name}={getattr(self, name)!r}, expected a positive number of seconds")
 
+    def detection_threshold(self, score_threshold):
+        """The score a detector feeding this tracker runs down to, for ``score_threshold`` published."""
+        return min(score_threshold, self.low_score)
+
 
 @dataclass
 class FrameTracks:

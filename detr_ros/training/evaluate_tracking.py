@@ -57,7 +57,7 @@ def evaluate_tracking(model_path, data_dir, *, score_threshold=DEFAULT_SCORE_THR
     if not annotation_file.is_file():
         raise DatasetError(f"{data_dir}: no {ANNOTATIONS_FILE}; expected a folder written by detr-ros synth --video")
     videos = videos_of(json.loads(annotation_file.read_text()), annotation_file)
-    detector = load_detector(Path(model_path), min(settings.low_score, score_threshold), duplicate_iou)
+    detector = load_detector(Path(model_path), settings.detection_threshold(score_threshold), duplicate_iou)
     scored = []
     for frames in videos.values():
         tracker = Tracker(settings)
