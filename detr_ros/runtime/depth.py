@@ -54,13 +54,14 @@ class DepthSettings:
     inner_fraction: the part of the box's width and height, about its centre, whose depths count;
     min_surface_fraction: the share of the inner part's readings the nearest surface must hold;
     surface_gap: depths further apart than this fraction of the distance belong to different surfaces;
-    max_samples: readings taken per box at most (an even grid), which bounds the time per box.
+    max_samples: readings taken per box at most (an even grid), which bounds the time per box; the
+    median of 500 readings of a surface with 1% depth noise is off by about 0.06% of the distance.
     """
 
     inner_fraction: float = 0.6
     min_surface_fraction: float = 0.2
     surface_gap: float = 0.05
-    max_samples: int = 2000
+    max_samples: int = 500
 
     def __post_init__(self):
         for name in ("inner_fraction", "min_surface_fraction", "surface_gap"):
@@ -121,6 +122,14 @@ def nearest_surface(depths, settings):
     return None
 
 
+def _sorted_quantile(ordered, q):
+    """The q-quantile of sorted values (linear interpolation, as numpy's default), without numpy's per-call cost."""
+    position = q * (ordered.size - 1)
+    below = int(position)
+    above = min(below + 1, ordered.size - 1)
+    return float(ordered[below] + (ordered[above] - ordered[below]) * (position - below))
+
+
 def locate_boxes(depth_m, boxes, intrinsics, settings=None, image_size=None):
     """Place image boxes in 3D with an aligned depth image.
 
@@ -152,9 +161,8 @@ def locate_boxes(depth_m, boxes, intrinsics, settings=None, image_size=None):
         readings = depth_m[y0[row]:y1[row]:stride, x0[row]:x1[row]:stride].ravel()
         surface = nearest_surface(readings[np.isfinite(readings)], settings)
         if surface is not None:
-            distances[row] = np.median(surface)
-            low, high = np.percentile(surface, [10, 90])
-            spreads[row] = high - low
+            distances[row] = _sorted_quantile(surface, 0.5)
+            spreads[row] = _sorted_quantile(surface, 0.9) - _sorted_quantile(surface, 0.1)
     u, v = box_centres(boxes)
     centres = back_project(u, v, distances, intrinsics)
     sizes = np.stack([(boxes[:, 2] - boxes[:, 0]) * distances / intrinsics.fx,

@@ -164,7 +164,7 @@ class Tracker:
                                class_ids[detection_rows], min_iou)
             matched_tracks.extend(track_rows[rows])
             matched_detections.extend(detection_rows[cols])
-            return np.setdiff1d(track_rows, track_rows[rows]), np.setdiff1d(detection_rows, detection_rows[cols])
+            return np.delete(track_rows, rows), np.delete(detection_rows, cols)
 
         confirmed = np.flatnonzero(self._states != _TENTATIVE)
         confirmed_left, strong_left = associate(confirmed, strong, settings.match_iou)
