@@ -78,7 +78,7 @@ def per_frame_cost(model, frames, objects=30):
         started = time.perf_counter()
         detector.detect(frame.bgr, "bgr")
         detect_ms.append(1e3 * (time.perf_counter() - started))
-    tracker, added_ms, markers_ms, counts = Tracker(), [], [], []
+    tracker, writer, added_ms, markers_ms, counts = Tracker(), spatial_messages.Detection3DArrayWriter(), [], [], []
     names = list(detector.class_names)
     for index, frame in enumerate(rendered):
         boxes = np.array([a.box for a in frame.annotations], np.float32).reshape(-1, 4)
@@ -87,8 +87,8 @@ def per_frame_cost(model, frames, objects=30):
         started = time.perf_counter()
         published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
         placed = locate_boxes(frame.depth_m, published.boxes, video.intrinsics)
-        message = spatial_messages.detection_3d_array(Header(), placed, published.scores, published.class_ids,
-                                                      [str(i) for i in track_ids.tolist()], names)
+        message = writer.fill(Header(), placed, published.scores, published.class_ids,
+                              [str(i) for i in track_ids.tolist()], names)
         added_ms.append(1e3 * (time.perf_counter() - started))
         started = time.perf_counter()
         spatial_messages.marker_array(Header(), message, names, "bench")

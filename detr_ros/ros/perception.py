@@ -58,6 +58,7 @@ class _DepthCamera:
     detections_3d: object  # publishers
     markers: object
     namespace: str
+    writer: spatial_messages.Detection3DArrayWriter
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
 
 
@@ -83,7 +84,7 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              namespace=camera_topics.image)
+                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter())
 
         def on_depth(msg):
             try:
@@ -133,8 +134,8 @@ class Perception:
         placed = locate_boxes(depth_in_metres(*found), detections.boxes, depth_camera.intrinsics,
                               image_size=image_size)
         ids = ids if ids is not None else [str(rank) for rank in range(len(detections))]
-        message = spatial_messages.detection_3d_array(header, placed, detections.scores, detections.class_ids, ids,
-                                                      class_names, class_id_format)
+        message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
+                                           class_id_format)
         depth_camera.detections_3d.publish(message)
         if depth_camera.markers.get_subscription_count() > 0:
             depth_camera.markers.publish(spatial_messages.marker_array(header, message, class_names,

@@ -56,6 +56,7 @@ class DepthSettings:
     surface_gap: depths further apart than this fraction of the distance belong to different surfaces;
     max_samples: readings taken per box at most (an even grid), which bounds the time per box; the
     median of 500 readings of a surface with 1% depth noise is off by about 0.06% of the distance.
+    A box smaller than the grid is read at every pixel, some twice: the same shares of each surface.
     """
 
     inner_fraction: float = 0.6
@@ -109,25 +110,54 @@ def box_centres(boxes):
     return (boxes[:, 0] + boxes[:, 2]) / 2.0 - 0.5, (boxes[:, 1] + boxes[:, 3]) / 2.0 - 0.5
 
 
-def nearest_surface(depths, settings):
-    """The readings [k] of the nearest surface among ``depths`` (metres, [m], all valid), or None."""
-    if not depths.size:
-        return None
-    ordered = np.sort(depths)
-    breaks = np.flatnonzero(np.diff(ordered) > settings.surface_gap * ordered[1:]) + 1
-    least = settings.min_surface_fraction * ordered.size
-    for surface in np.split(ordered, breaks):
-        if surface.size >= least:
-            return surface
-    return None
+def _sample_inner_parts(depth_m, boxes, settings):
+    """Depth readings on an even grid over each box's inner part: [n, k * k] metres (NaN: none), k * k <=
+    max_samples. Every box gets the same number of samples, so all boxes are handled as one array."""
+    height, width = depth_m.shape
+    side = max(1, int(np.sqrt(settings.max_samples)))
+    steps = (np.arange(side) + 0.5) / side
+    half = settings.inner_fraction / 2.0
+    centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2.0, boxes[:, 2:] - boxes[:, :2]
+    start = centre - extent * half  # [n, 2] pixel edges of the inner part
+    xs = np.clip(np.floor(start[:, :1] + 2.0 * half * extent[:, :1] * steps), 0, width - 1).astype(np.intp)
+    ys = np.clip(np.floor(start[:, 1:] + 2.0 * half * extent[:, 1:] * steps), 0, height - 1).astype(np.intp)
+    readings = depth_m[ys[:, :, None], xs[:, None, :]].reshape(len(boxes), side * side)
+    # A box wholly outside the image has no readings of its own.
+    outside = (boxes[:, 2] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 3] <= 0) | (boxes[:, 1] >= height)
+    readings[outside] = np.nan
+    return readings
 
 
-def _sorted_quantile(ordered, q):
-    """The q-quantile of sorted values (linear interpolation, as numpy's default), without numpy's per-call cost."""
-    position = q * (ordered.size - 1)
-    below = int(position)
-    above = min(below + 1, ordered.size - 1)
-    return float(ordered[below] + (ordered[above] - ordered[below]) * (position - below))
+def _run_quantile(ordered, start, size, q):
+    """The q-quantile [n] of each row's run ordered[row, start:start + size] (sorted; numpy's linear rule)."""
+    position = start + q * (size - 1)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, start + size - 1)
+    rows = np.arange(len(ordered))
+    return ordered[rows, below] + (ordered[rows, above] - ordered[rows, below]) * (position - below)
+
+
+def nearest_surfaces(readings, settings):
+    """Distance (median) and depth spread (10th to 90th percentile) [n] each of the nearest surface in each
+    row of readings [n, m] (metres, NaN: none): the nearest run of depths without a gap above
+    ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings. NaN where there is none."""
+    ordered = np.sort(readings, axis=1)  # NaN last
+    valid = np.isfinite(ordered)
+    # Surface number of each reading: a new surface starts after each gap.
+    gaps = np.diff(ordered, axis=1) > settings.surface_gap * ordered[:, 1:]
+    surface = np.concatenate([np.zeros((len(ordered), 1), np.intp), np.cumsum(gaps, axis=1)], axis=1)
+    width = ordered.shape[1]
+    flat = (surface + np.arange(len(ordered))[:, None] * width)[valid]
+    counts = np.bincount(flat, minlength=len(ordered) * width).reshape(len(ordered), width)
+    large = (counts >= settings.min_surface_fraction * valid.sum(axis=1, keepdims=True)) & (counts > 0)
+    found = large.any(axis=1)
+    chosen = np.argmax(large, axis=1)
+    start = np.argmax(surface == chosen[:, None], axis=1)
+    size = np.maximum(counts[np.arange(len(ordered)), chosen], 1)
+    distances = np.where(found, _run_quantile(ordered, start, size, 0.5), np.nan)
+    spreads = np.where(found, _run_quantile(ordered, start, size, 0.9) - _run_quantile(ordered, start, size, 0.1),
+                       np.nan)
+    return distances, spreads
 
 
 def locate_boxes(depth_m, boxes, intrinsics, settings=None, image_size=None):
@@ -144,25 +174,10 @@ def locate_boxes(depth_m, boxes, intrinsics, settings=None, image_size=None):
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if image_size is not None and tuple(image_size) != (width, height):
         boxes = boxes * np.array([width / image_size[0], height / image_size[1]] * 2)
-    count = len(boxes)
-    distances, spreads = np.full(count, np.nan), np.full(count, np.nan)
-    half = settings.inner_fraction / 2.0
-    centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0
-    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) * half, (boxes[:, 3] - boxes[:, 1]) * half
-    x0 = np.clip(np.floor(centre_x - half_w), 0, width).astype(np.int64)
-    x1 = np.clip(np.ceil(centre_x + half_w), 0, width).astype(np.int64)
-    y0 = np.clip(np.floor(centre_y - half_h), 0, height).astype(np.int64)
-    y1 = np.clip(np.ceil(centre_y + half_h), 0, height).astype(np.int64)
-    for row in range(count):
-        area = (x1[row] - x0[row]) * (y1[row] - y0[row])
-        if area <= 0:
-            continue
-        stride = max(1, int(np.ceil(np.sqrt(area / settings.max_samples))))
-        readings = depth_m[y0[row]:y1[row]:stride, x0[row]:x1[row]:stride].ravel()
-        surface = nearest_surface(readings[np.isfinite(readings)], settings)
-        if surface is not None:
-            distances[row] = _sorted_quantile(surface, 0.5)
-            spreads[row] = _sorted_quantile(surface, 0.9) - _sorted_quantile(surface, 0.1)
+    if len(boxes):
+        distances, spreads = nearest_surfaces(_sample_inner_parts(depth_m, boxes, settings), settings)
+    else:
+        distances, spreads = np.zeros(0), np.zeros(0)
     u, v = box_centres(boxes)
     centres = back_project(u, v, distances, intrinsics)
     sizes = np.stack([(boxes[:, 2] - boxes[:, 0]) * distances / intrinsics.fx,

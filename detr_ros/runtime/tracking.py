@@ -160,6 +160,8 @@ class Tracker:
         matched_tracks, matched_detections = [], []
 
         def associate(track_rows, detection_rows, min_iou):
+            if not len(track_rows) or not len(detection_rows):
+                return track_rows, detection_rows
             rows, cols = match(predicted[track_rows], self._classes[track_rows], boxes[detection_rows],
                                class_ids[detection_rows], min_iou)
             matched_tracks.extend(track_rows[rows])
@@ -229,6 +231,8 @@ class Tracker:
     def _start_tracks(self, boxes, class_ids, stamp_ns):
         """New tracks at the boxes; returns their ids [m] (0 while tentative)."""
         count = len(boxes)
+        if not count:
+            return np.zeros(0, np.int64)
         self._motion.add(boxes)
         confirmed_at_once = self.settings.confirm_frames <= 1
         new_ids = np.arange(self._next_id, self._next_id + count) if confirmed_at_once else np.zeros(count, np.int64)
