@@ -14,7 +14,6 @@ import numpy as np
 _REFERENCE_RATE_HZ = 30.0
 _POSITION_STD = 1.0 / 20.0
 _VELOCITY_STD = 1.0 / 160.0 * _REFERENCE_RATE_HZ  # box sizes per second, per frame of drift
-_STATE = 8
 _MEASURED = 4
 
 
@@ -30,11 +29,19 @@ def _size(measurements):
 
 
 class BoxKalman:
-    """Kalman filters of n boxes: means [n, 8] and covariances [n, 8, 8], rows in the caller's track order."""
+    """Kalman filters of n boxes, rows in the caller's track order.
+
+    The four coordinates move independently in this model (no term couples cx with h), so the
+    8x8 covariance of a box is four 2x2 blocks, one per coordinate: kept as their three distinct
+    entries, predict and update are elementwise over [n, 4] arrays. means: [n, 4] (cx, cy, w, h)
+    and velocities [n, 4] per second; pp, pv, vv: [n, 4] position variance, position-velocity
+    covariance and velocity variance of each coordinate.
+    """
 
     def __init__(self):
-        self.means = np.zeros((0, _STATE))
-        self.covariances = np.zeros((0, _STATE, _STATE))
+        self.means = np.zeros((0, _MEASURED))
+        self.velocities = np.zeros((0, _MEASURED))
+        self.pp, self.pv, self.vv = np.zeros((0, _MEASURED)), np.zeros((0, _MEASURED)), np.zeros((0, _MEASURED))
 
     def __len__(self):
         return len(self.means)
@@ -42,18 +49,18 @@ class BoxKalman:
     def add(self, boxes):
         """Start filters at the boxes (xyxy [m, 4] pixels), standing still, appended after the others."""
         measured = boxes_to_measurements(boxes)
-        size = _size(measured)[:, None]
-        means = np.concatenate([measured, np.zeros_like(measured)], axis=1)
+        size = np.repeat(_size(measured)[:, None], _MEASURED, axis=1)
+        self.means = np.concatenate([self.means, measured])
+        self.velocities = np.concatenate([self.velocities, np.zeros_like(measured)])
         # ByteTrack starts with twice the position noise and ten times the velocity noise.
-        std = np.concatenate([np.repeat(2.0 * _POSITION_STD * size, 4, axis=1),
-                              np.repeat(10.0 * _VELOCITY_STD * size, 4, axis=1)], axis=1)
-        self.means = np.concatenate([self.means, means])
-        self.covariances = np.concatenate([self.covariances, np.einsum("ni,ij->nij", std ** 2, np.eye(_STATE))])
+        self.pp = np.concatenate([self.pp, (2.0 * _POSITION_STD * size) ** 2])
+        self.pv = np.concatenate([self.pv, np.zeros_like(measured)])
+        self.vv = np.concatenate([self.vv, (10.0 * _VELOCITY_STD * size) ** 2])
 
     def keep(self, rows):
         """Keep only the filters selected by ``rows`` (bool mask [n] or indices), in that order."""
-        self.means = self.means[rows]
-        self.covariances = self.covariances[rows]
+        self.means, self.velocities = self.means[rows], self.velocities[rows]
+        self.pp, self.pv, self.vv = self.pp[rows], self.pv[rows], self.vv[rows]
 
     def hold_size(self, rows):
         """Stop the boxes at ``rows`` (bool mask [n] or indices) from growing or shrinking further.
@@ -61,40 +68,38 @@ class BoxKalman:
         For a track that lost sight of its object: its last boxes shrank as the object went behind
         something, and that trend, carried on, would leave no box for it to be found again in.
         """
-        self.means[rows, 6:8] = 0.0
+        self.velocities[rows, 2:] = 0.0
 
     def predict(self, dt_s):
         """Advance every filter by ``dt_s`` seconds (>= 0)."""
         if not len(self) or dt_s <= 0.0:
             return
-        transition = np.eye(_STATE)
-        transition[:_MEASURED, _MEASURED:] = dt_s * np.eye(_MEASURED)
-        size = _size(self.means[:, :_MEASURED])[:, None]
+        size = _size(self.means)[:, None]
         # Random-walk drift: variance grows with the number of reference frames that passed.
         frames = dt_s * _REFERENCE_RATE_HZ
-        variance = np.concatenate([np.repeat((_POSITION_STD * size) ** 2 * frames, 4, axis=1),
-                                   np.repeat((_VELOCITY_STD * size) ** 2 * frames, 4, axis=1)], axis=1)
-        self.means = self.means @ transition.T
-        self.covariances = transition @ self.covariances @ transition.T + np.einsum("ni,ij->nij", variance,
-                                                                                   np.eye(_STATE))
+        self.means = self.means + dt_s * self.velocities
+        self.pp = self.pp + dt_s * (2.0 * self.pv + dt_s * self.vv) + (_POSITION_STD * size) ** 2 * frames
+        self.pv = self.pv + dt_s * self.vv
+        self.vv = self.vv + (_VELOCITY_STD * size) ** 2 * frames
         # A box cannot shrink below a pixel however fast it was shrinking.
-        self.means[:, 2:4] = np.clip(self.means[:, 2:4], 1.0, None)
+        self.means[:, 2:] = np.clip(self.means[:, 2:], 1.0, None)
 
     def update(self, rows, boxes):
         """Correct the filters at ``rows`` (indices [m]) with measured boxes (xyxy [m, 4] pixels)."""
         rows = np.asarray(rows, np.int64)
         if not rows.size:
             return
-        measured = boxes_to_measurements(boxes)
-        means, covariances = self.means[rows], self.covariances[rows]
-        noise = (_POSITION_STD * _size(means[:, :_MEASURED])) ** 2
-        # H selects the measured half of the state, so H P H^T and P H^T are slices of P.
-        innovation_cov = covariances[:, :_MEASURED, :_MEASURED] + noise[:, None, None] * np.eye(_MEASURED)
-        gain = np.linalg.solve(innovation_cov, covariances[:, :_MEASURED, :]).transpose(0, 2, 1)
-        self.means[rows] = means + np.einsum("nij,nj->ni", gain, measured - means[:, :_MEASURED])
-        self.covariances[rows] = covariances - gain @ covariances[:, :_MEASURED, :]
+        innovation = boxes_to_measurements(boxes) - self.means[rows]
+        pp, pv = self.pp[rows], self.pv[rows]
+        innovation_var = pp + (_POSITION_STD * _size(self.means[rows]))[:, None] ** 2
+        gain_position, gain_velocity = pp / innovation_var, pv / innovation_var
+        self.means[rows] += gain_position * innovation
+        self.velocities[rows] += gain_velocity * innovation
+        self.pp[rows] = pp - gain_position * pp
+        self.pv[rows] = pv - gain_position * pv
+        self.vv[rows] = self.vv[rows] - gain_velocity * pv
 
     def boxes(self):
         """The filters' current boxes, xyxy [n, 4] pixels."""
-        centre, size = self.means[:, :2], self.means[:, 2:4]
+        centre, size = self.means[:, :2], self.means[:, 2:]
         return np.concatenate([centre - size / 2.0, centre + size / 2.0], axis=1)
