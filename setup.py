@@ -54,9 +54,9 @@ setup(
     ],
     # Layers 1 and 2 (runtime and node) need only these; rclpy and the message
     # packages come from ROS 2 (apt on a robot, PyPI wheels in the dev environment).
-    install_requires=["numpy", "opencv-python-headless", "onnxruntime", "pyyaml"],
+    install_requires=["numpy", "opencv-python-headless", "onnxruntime", "pyyaml", "scipy"],
     extras_require={
-        "offline": ["torch", "torchvision", "scipy", "pycocotools", "tqdm", "safetensors", "onnx", "matplotlib"],
+        "offline": ["torch", "torchvision", "scipy", "pycocotools", "motmetrics", "tqdm", "safetensors", "onnx", "matplotlib"],
     },
     cmdclass={"install_scripts": InstallScripts},
     zip_safe=True,

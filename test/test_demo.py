@@ -73,6 +73,9 @@ def test_quick_demo_answers_frames_and_finds_the_ground_truth(ros_env, tmp_path)
     assert ok and first.shape[:2] == (first_drawn["height"], first_drawn["width"])
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 100
+    # The detector tracks and places the objects in 3D: track ids come back, and the top view is drawn.
+    assert any(d["id"] for f in recording["frames"] for d in f["detections"])
+    assert str(out / "top_down.png") in result.stdout and cv2.imread(str(out / "top_down.png")) is not None
     for name in ("synthetic_camera", "detector", "detection_recorder"):
         assert (out / "logs" / f"{name}.log").stat().st_size > 0
     assert not _processes_mentioning(str(out))

@@ -6,7 +6,9 @@ images, a video file, or a rosbag2 recording (its folder, or the ``.db3``/``.mca
 which every sensor_msgs/Image and CompressedImage topic is read (or ``--topic``). Written to
 ``--out``: each image annotated under its own name, each video and bag topic as an annotated MP4,
 ``images.json`` (COCO "images": which picture each id is) and the detections as a COCO results
-list (``--json``, default ``OUT/detections.json``) with the model's dataset category ids.
+list (``--json``, default ``OUT/detections.json``) with the model's dataset category ids. With
+``--tracking``, objects in videos and bag topics are tracked (the node's tracker): boxes are
+labelled with their track ids and each result carries ``track_id``.
 """
 
 import sys
@@ -32,11 +34,14 @@ def add_arguments(parser):
     parser.add_argument("--duplicate-iou", type=float, default=DEFAULT_DUPLICATE_IOU,
                         help="of two same-class boxes overlapping more than this, keep the better one; 1.0 keeps "
                              f"both (default {DEFAULT_DUPLICATE_IOU})")
+    parser.add_argument("--tracking", action="store_true",
+                        help="track objects through videos and bag topics; results carry track_id")
 
 
 def run(args):
     written = detect_files(args.model, args.inputs, args.out, json_path=args.json, topics=args.topic,
-                           score_threshold=args.score_threshold, duplicate_iou=args.duplicate_iou)
+                           score_threshold=args.score_threshold, duplicate_iou=args.duplicate_iou,
+                           tracking=args.tracking)
     print(f"wrote {written['detections']} detections of {written['images']} images to {written['json']} "
           f"(COCO results; image ids in {written['images_json']})")
     if written["skipped"]:

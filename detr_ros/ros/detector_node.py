@@ -43,6 +43,7 @@ from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_m
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.ros.parameters import declare_parameters, warn_about_unknown_parameters
+from detr_ros.ros.perception import Perception
 from detr_ros.runtime import Detector
 from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.drawing import draw_detections
@@ -140,6 +141,7 @@ class DetectorWork:
                              for index, topics in enumerate(self._cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
+        self._perception = Perception(self, self._values, self._cameras_topics, input_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._publish_label_info()
@@ -161,6 +163,7 @@ class DetectorWork:
         self._worker = None
         self.destroy_timer(self._diagnostics_timer)
         self.destroy_publisher(self._diagnostics)
+        self._perception.close()
         for camera in self._cameras:
             self.destroy_subscription(camera.subscription)
             for publisher in (camera.detections, camera.label_info, camera.debug_image):
@@ -274,7 +277,7 @@ class DetectorWork:
                 found = self._detector.detect_batch(
                     [f.image for f in frames],
                     [f.color_order for f in frames],
-                    score_threshold=settings.score_threshold,
+                    score_threshold=self._perception.detection_threshold(settings.score_threshold),
                     classes=settings.class_ids,
                     max_detections=settings.max_detections,
                     duplicate_iou=settings.duplicate_iou,
@@ -295,10 +298,13 @@ class DetectorWork:
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = messages.copy_header(frame.header, settings.frame_id)
-        camera.detections.publish(camera.detection_writer.fill(
-            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format))
-        published_ns = time.monotonic_ns()
         stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
+        detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
+        camera.detections.publish(camera.detection_writer.fill(
+            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids))
+        self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids,
+                                    (frame.image.shape[1], frame.image.shape[0]), names, settings.class_id_format)
+        published_ns = time.monotonic_ns()
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         debug_image = camera.debug_image

@@ -47,21 +47,23 @@ class DetectionArrayWriter:
         self._message = Detection2DArray()
         self._detections = []
 
-    def fill(self, header, boxes, scores, class_ids, class_names, class_id_format="index"):
+    def fill(self, header, boxes, scores, class_ids, class_names, class_id_format="index", ids=None):
         """The Detection2DArray for one frame, valid until the next call.
 
         header: std_msgs/Header already carrying the published stamp and frame_id.
         boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
-        Each detection gets the same header, a centre/size box and one hypothesis; ``id`` stays
-        empty, as vision_msgs asks of detections that no tracker has identified.
+        Each detection gets the same header, a centre/size box, one hypothesis and ``id``: its entry
+        of ``ids`` (strings, e.g. track ids), or empty without them, as vision_msgs asks of
+        detections that no tracker has identified.
         """
         while len(self._detections) < len(boxes):
             detection = Detection2D()
             detection.results.append(ObjectHypothesisWithPose())
             self._detections.append(detection)
         rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
-        for detection, ((x0, y0, x1, y1), score, class_id) in zip(self._detections, rows):
+        for rank, (detection, ((x0, y0, x1, y1), score, class_id)) in enumerate(zip(self._detections, rows)):
             detection.header = header
+            detection.id = "" if ids is None else ids[rank]
             detection.bbox.center.position.x = (x0 + x1) / 2.0
             detection.bbox.center.position.y = (y0 + y1) / 2.0
             detection.bbox.size_x = x1 - x0

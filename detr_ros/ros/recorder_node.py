@@ -8,6 +8,8 @@ run ends (frame count, duration, or the camera went quiet) it writes to ``output
 - ``annotated.mp4``: every answered frame with its detections drawn (mp4v), played back at the
   rate the frames were answered;
 - ``contact_sheet.png``: a grid of a few answered frames spread over the run;
+- ``top_down.png``: where the detector placed the objects in 3D over the run, seen from above,
+  one line per track (when the detector publishes ``<ns>/detections_3d``);
 - ``recording.json``: counts, end-to-end latency (image stamp to detections received here) and,
   per answered frame, its detections and ground truth, for scoring afterwards (``detr-ros demo``).
 """
@@ -22,7 +24,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
 from detr_ros.errors import DetrRosError
 from detr_ros.ros.detector_parameters import RELIABILITIES, camera_topics
@@ -30,10 +32,12 @@ from detr_ros.ros.executable import run_node
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
 from detr_ros.ros.parameters import ParameterSpec, declare_parameters
 from detr_ros.runtime.drawing import draw_detections, tile_grid
+from detr_ros.runtime.top_down import draw_top_down
 
 NODE_NAME = "detection_recorder"
 VIDEO_NAME = "annotated.mp4"
 CONTACT_SHEET_NAME = "contact_sheet.png"
+TOP_DOWN_NAME = "top_down.png"
 RECORDING_NAME = "recording.json"
 CHECK_PERIOD_S = 0.1
 # After the input ends, the run is over once no detections came for this long.
@@ -61,6 +65,7 @@ PARAMETERS = (
                   low=0.1, high=3600.0),
     ParameterSpec("qos_reliability", "best_effort", "image subscription reliability", choices=RELIABILITIES),
     ParameterSpec("contact_sheet_frames", 6, "frames on the contact sheet", low=1, high=64),
+    ParameterSpec("show_ids", False, "label drawn boxes with their Detection2D.id (the detector's track ids)"),
 )
 
 
@@ -96,9 +101,12 @@ def _percentile(values, q):
     return round(float(np.percentile(values, q)), 2) if values else None
 
 
-def _detections_json(boxes, scores, class_ids):
-    return [{"box": [round(v, 2) for v in box], "score": round(score, 4), "class_id": class_id}
-            for box, score, class_id in zip(boxes.tolist(), scores.tolist(), class_ids.tolist())]
+def _detections_json(boxes, scores, class_ids, ids=None):
+    found = [{"box": [round(v, 2) for v in box], "score": round(score, 4), "class_id": class_id}
+             for box, score, class_id in zip(boxes.tolist(), scores.tolist(), class_ids.tolist())]
+    for entry, detection_id in zip(found, ids or []):
+        entry["id"] = detection_id
+    return found
 
 
 def _truth_json(boxes, class_ids):
@@ -114,8 +122,10 @@ class Recording:
     answered when its detections arrived. Images are kept JPEG-encoded until written.
     """
 
-    def __init__(self):
+    def __init__(self, show_ids=False):
         self.class_names = []
+        self.show_ids = show_ids
+        self._positions = {}  # id -> [(stamp_ns, x, z)] from Detection3DArray, metres
         self._frames = {}  # stamp_ns -> dict(image=(jpeg, color_order, width, height), truth=..., detections=...)
         self._stored_images = 0
 
@@ -123,7 +133,8 @@ class Recording:
         return stamp_ns in self._frames
 
     def _frame(self, stamp_ns):
-        return self._frames.setdefault(stamp_ns, {"image": None, "truth": None, "detections": None, "latency_ms": None})
+        return self._frames.setdefault(stamp_ns, {"image": None, "truth": None, "detections": None, "latency_ms": None,
+                                                    "ids": None})
 
     def _frames_in(self):
         """(stamp, frame) of the frames whose image or ground truth came, in stamp order."""
@@ -153,16 +164,24 @@ class Recording:
         """boxes: [n, 4] xyxy pixels; class_ids: [n] training-class indices."""
         self._frame(stamp_ns)["truth"] = (boxes, class_ids)
 
-    def add_detections(self, stamp_ns, detections, latency_ms):
-        """detections: (boxes [n, 4] xyxy, scores [n], class_ids [n]) of the image stamped ``stamp_ns``."""
+    def add_detections(self, stamp_ns, detections, latency_ms, ids=None):
+        """detections: (boxes [n, 4] xyxy, scores [n], class_ids [n]) of the image stamped ``stamp_ns``;
+        ids: their Detection2D.id strings."""
         frame = self._frame(stamp_ns)
-        frame["detections"], frame["latency_ms"] = detections, latency_ms
+        frame["detections"], frame["latency_ms"], frame["ids"] = detections, latency_ms, ids
+
+    def add_positions(self, stamp_ns, ids, centres):
+        """ids: [n] Detection3D.id strings; centres: [n, 3] metres in the camera's optical frame."""
+        for detection_id, (x, _, z) in zip(ids, np.asarray(centres, np.float64).reshape(-1, 3).tolist()):
+            self._positions.setdefault(detection_id, []).append((stamp_ns, x, z))
 
     def _annotated(self, frame):
         jpeg, color_order = frame["image"][:2]
         image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)  # back in the order it was encoded in
         boxes, scores, class_ids = frame["detections"]
         names = [self.class_names[c] if 0 <= c < len(self.class_names) else f"class_{c}" for c in class_ids.tolist()]
+        if self.show_ids and frame["ids"]:
+            names = [f"{name} #{i}" if i else name for name, i in zip(names, frame["ids"])]
         return cv2.cvtColor(draw_detections(image, color_order, boxes, scores, class_ids, names), cv2.COLOR_RGB2BGR)
 
     def write(self, folder, contact_sheet_frames, details):
@@ -182,6 +201,11 @@ class Recording:
             outputs["video"] = self._write_video(folder / VIDEO_NAME, drawable)
             outputs["contact_sheet"] = self._write_contact_sheet(folder / CONTACT_SHEET_NAME, drawable,
                                                                  contact_sheet_frames)
+        tracks = {i: [(x, z) for _, x, z in sorted(path)] for i, path in self._positions.items() if i}
+        if tracks:
+            outputs["top_down"] = str(folder / TOP_DOWN_NAME)
+            if not cv2.imwrite(outputs["top_down"], draw_top_down(tracks)):
+                raise DetrRosError(f"OpenCV cannot write {outputs['top_down']}")
         span_s = (answered[-1][0] - answered[0][0]) / 1e9 if len(answered) > 1 else 0.0
         summary = dict(details)
         summary.update({
@@ -208,7 +232,7 @@ class Recording:
             "width": width,
             "height": height,
             "latency_ms": round(frame["latency_ms"], 2),
-            "detections": _detections_json(*frame["detections"]),
+            "detections": _detections_json(*frame["detections"], frame["ids"]),
             "ground_truth": None if frame["truth"] is None else _truth_json(*frame["truth"]),
         }
 
@@ -256,7 +280,7 @@ class DetectionRecorder(Node):
         super().__init__(NODE_NAME, **node_options)
         self.values = declare_parameters(self, PARAMETERS)
         self.camera = camera_topics(self.values["image_topic"], self.values["compressed"])
-        self.recording = Recording()
+        self.recording = Recording(self.values["show_ids"])
         self.finished = False
         self.failure = None
         self.end_reason = None
@@ -273,6 +297,8 @@ class DetectionRecorder(Node):
                                      QoSProfile(depth=10, reliability=reliability))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Detection2DArray, self.camera.detections, self._on_detections, reliable)
+        detections_3d = f"{self.camera.detections[: -len('detections')]}detections_3d"
+        self.create_subscription(Detection3DArray, detections_3d, self._on_detections_3d, reliable)
         self.create_subscription(LabelInfo, self.camera.label_info, self._on_label_info, QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         truth_topic = self.values["ground_truth_topic"]
@@ -306,7 +332,13 @@ class DetectionRecorder(Node):
         stamp_ns = _stamp_ns(msg.header)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self._last_detections = time.monotonic()
-        self.recording.add_detections(stamp_ns, detection_arrays(msg, self.recording.class_names), latency_ms)
+        self.recording.add_detections(stamp_ns, detection_arrays(msg, self.recording.class_names), latency_ms,
+                                      [d.id for d in msg.detections if d.results])
+
+    def _on_detections_3d(self, msg):
+        centres = [(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z)
+                   for d in msg.detections]
+        self.recording.add_positions(_stamp_ns(msg.header), [d.id for d in msg.detections], centres)
 
     def _on_label_info(self, msg):
         names = [""] * (max((c.class_id for c in msg.class_map), default=-1) + 1)

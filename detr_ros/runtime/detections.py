@@ -36,6 +36,11 @@ class Detections:
     def __len__(self):
         return len(self.scores)
 
+    def above(self, score_threshold):
+        """The detections scoring at least ``score_threshold``, in order."""
+        keep = self.scores >= score_threshold
+        return Detections(boxes=self.boxes[keep], scores=self.scores[keep], class_ids=self.class_ids[keep])
+
 
 def select(boxes, scores, labels, placement, *, score_threshold, classes, max_detections,
            duplicate_iou=DEFAULT_DUPLICATE_IOU):

@@ -1,7 +1,9 @@
 """Synthetic labelled scenes (numpy + OpenCV only): stills for datasets, video for the camera node.
 
 - ``SceneGenerator(width, height, seed).image(index) -> (bgr, annotations)``
-- ``SceneVideo(width, height, seed).frame(index) -> (bgr, annotations)``
+- ``SceneVideo(width, height, seed).frame(index) -> (bgr, annotations)``; ``.render(index)`` adds the
+  aligned depth image (metres, seen through ``.intrinsics``); annotations carry ``track_id`` and
+  ``position`` (3D, metres); ``traffic=True``: objects enter, cross and leave
 - ``CLASSES``: the object classes, with their dataset category ids
 """
 

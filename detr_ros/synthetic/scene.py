@@ -26,7 +26,12 @@ _PLACEMENT_TRIES = 20
 
 @dataclass(frozen=True)
 class ObjectAnnotation:
-    """Ground truth of one object. box: (x0, y0, x1, y1) in pixels, pixel edges (x1 exclusive)."""
+    """Ground truth of one object. box: (x0, y0, x1, y1) in pixels, pixel edges (x1 exclusive).
+
+    track_id: the object's identity in a video (0 in still scenes); position: (x, y, z) metres in
+    the camera's optical frame of the point at the object's distance behind its box centre, where
+    the video renders depth (None otherwise).
+    """
 
     class_index: int  # index into shapes.CLASSES (= training class id)
     category_id: int  # dataset category id
@@ -34,6 +39,8 @@ class ObjectAnnotation:
     box: tuple
     area: int  # visible pixels
     visible_fraction: float
+    track_id: int = 0
+    position: tuple = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Composition:
         self.visible_masks = []  # per object: [H, W] bool
         self.full_areas = []  # per object: pixels it would cover unoccluded, in or out of the image
         self.class_indices = []
+        self.track_ids = []
 
     def _window(self, side, centre_x, centre_y):
         """Image and patch slices where a patch of ``side`` centred at (centre_x, centre_y) lands."""
@@ -120,15 +128,17 @@ class Composition:
         for mask in self.visible_masks:
             mask &= ~cover
 
-    def add_object(self, class_index, rgb, alpha, centre_x, centre_y, cover):
+    def add_object(self, class_index, rgb, alpha, centre_x, centre_y, cover, track_id=0):
         self.paint(rgb, alpha, centre_x, centre_y, cover)
         self.visible_masks.append(cover.copy())
         self.full_areas.append(int(np.count_nonzero(alpha >= 0.5)))
         self.class_indices.append(class_index)
+        self.track_ids.append(track_id)
 
     def annotations(self, min_visible=0.0):
         found = []
-        for class_index, mask, full in zip(self.class_indices, self.visible_masks, self.full_areas):
+        for class_index, mask, full, track_id in zip(self.class_indices, self.visible_masks, self.full_areas,
+                                                     self.track_ids):
             area = int(np.count_nonzero(mask))
             if area == 0 or area < min_visible * full:
                 continue
@@ -141,6 +151,7 @@ class Composition:
                 box=(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                 area=area,
                 visible_fraction=area / max(1, full),
+                track_id=track_id,
             ))
         return found
 

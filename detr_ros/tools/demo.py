@@ -6,7 +6,10 @@ scene video with its ground truth) -> ``detector`` (the shipped model, or ``--mo
 video, a contact sheet and the detections; the demo then scores them against the ground truth
 (AP50 with pycocotools) and leaves in its output folder:
 
-    annotated.mp4, contact_sheet.png, recording.json (per frame), summary.json, logs/<process>.log
+    annotated.mp4, contact_sheet.png, top_down.png, recording.json (per frame), summary.json, logs/<process>.log
+
+The detector tracks the objects (their track ids are drawn on the video) and, with the synthetic
+camera's aligned depth, places them in 3D: top_down.png shows their paths seen from above.
 
 With the synthetic camera, DDS stays on this machine (the loopback Fast DDS profile) in a domain
 of the demo's own. On a real camera topic the detector and recorder join the ROS environment as
@@ -40,7 +43,9 @@ STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 15
 # Domain ids the demo picks from: clear of 0 and of the test suite's 101..200 (Fast DDS allows up to 232).
 DEMO_DOMAINS = range(201, 231)
-OUTPUT_NAMES = ("annotated.mp4", "contact_sheet.png", "recording.json", "summary.json")
+OUTPUT_NAMES = ("annotated.mp4", "contact_sheet.png", "top_down.png", "recording.json", "summary.json")
+# The synthetic camera's depth, as RGB-D cameras publish it.
+DEPTH_ENCODING = "16UC1"
 
 
 def _die_with_parent():
@@ -150,21 +155,24 @@ def run_demo(out, *, model=None, camera_topic=None, seconds=DEFAULT_SECONDS):
     image_topic = "/image" if synthetic else camera_topic
     frames = max(1, round(seconds * CAMERA_RATE_HZ))
 
-    recorder_parameters = {"image_topic": image_topic, "output_dir": str(out.resolve())}
+    recorder_parameters = {"image_topic": image_topic, "output_dir": str(out.resolve()), "show_ids": True}
     if synthetic:
         recorder_parameters.update(ground_truth_topic="/ground_truth", max_frames=frames, qos_reliability="reliable")
     else:
         recorder_parameters.update(ground_truth_topic="", duration_s=seconds, start_timeout_s=30.0)
     recorder = NodeProcess("detection_recorder", "detr_ros.ros.recorder_node", recorder_parameters,
                            logs / "detection_recorder.log")
-    detector = NodeProcess("detector", "detr_ros.ros.detector_node",
-                           {"model_path": str(model.resolve()), "image_topics": [image_topic]}, logs / "detector.log")
+    detector_parameters = {"model_path": str(model.resolve()), "image_topics": [image_topic], "tracking": True}
+    if synthetic:
+        detector_parameters["depth_topics"] = ["/depth/image_raw"]
+    detector = NodeProcess("detector", "detr_ros.ros.detector_node", detector_parameters, logs / "detector.log")
     processes = [recorder, detector]
     camera = None
     if synthetic:
         camera = NodeProcess("synthetic_camera", "detr_ros.ros.synthetic_camera",
                              {"width": CAMERA_WIDTH, "height": CAMERA_HEIGHT, "rate": CAMERA_RATE_HZ,
-                              "seed": CAMERA_SEED, "frames": frames, "wait_for_subscribers": 2},
+                              "seed": CAMERA_SEED, "frames": frames, "wait_for_subscribers": 2,
+                              "depth": DEPTH_ENCODING},
                              logs / "synthetic_camera.log")
         processes.append(camera)
 
@@ -294,6 +302,7 @@ def format_table(summary, out):
     written = summary["outputs"]
     paths = [("video", out / "annotated.mp4" if "video" in written else None),
              ("contact sheet", out / "contact_sheet.png" if "contact_sheet" in written else None),
+             ("3D, top view", out / "top_down.png" if "top_down" in written else None),
              ("summary", out / "summary.json"), ("logs", out / "logs")]
     width = max(len(name) for name, _ in rows + paths)
     lines = [f"  {name:<{width}}  {value}" for name, value in rows]

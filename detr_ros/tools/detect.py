@@ -7,7 +7,8 @@ with ``rosbags``), of which every sensor_msgs/Image and CompressedImage topic is
 asked for). Written to the output folder: each image annotated under its own name, each video and
 bag topic as an annotated MP4, ``images.json`` (COCO "images": which picture each id is) and the
 detections as a COCO results list (default ``OUT/detections.json``) with the model's dataset
-category ids.
+category ids. With ``tracking``, each video and bag topic runs through the node's tracker: boxes are
+labelled with their track ids, and each result carries ``track_id`` (0: not yet confirmed).
 """
 
 import json
@@ -25,6 +26,7 @@ from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_m
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD, check_fraction
 from detr_ros.runtime.drawing import draw_detections
 from detr_ros.runtime.encoded_images import EncodedImageError, read_image_file
+from detr_ros.runtime.tracking import Tracker, TrackerSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -237,17 +239,25 @@ def _write_json(path, value):
     partial.replace(path)
 
 
+def _stamp_ns(frame, fps):
+    """A frame's time: its recorded stamp (bags), else its index at the video's rate."""
+    return frame.stamp_ns if frame.stamp_ns is not None else round(frame.index * 1e9 / fps)
+
+
 def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_threshold=DEFAULT_SCORE_THRESHOLD,
-                 duplicate_iou=DEFAULT_DUPLICATE_IOU):
+                 duplicate_iou=DEFAULT_DUPLICATE_IOU, tracking=False):
     """Run the model on every input and write the outputs to the folder ``out``; prints a line per stream.
 
     json_path: the COCO results file (default OUT/detections.json); topics: rosbag2 image topics to
-    read (None: every image topic). Returns {"images", "detections": counts, "json", "images_json":
-    the paths written, "skipped": unreadable images}.
+    read (None: every image topic); tracking: track objects through each video and bag topic (the
+    node's tracker, default settings). Returns {"images", "detections": counts, "json",
+    "images_json": the paths written, "skipped": unreadable images}.
     """
     inputs, out = [Path(p) for p in inputs], Path(out)
     sources = classify_inputs(inputs)
-    detector = load_detector(Path(model_path), score_threshold, duplicate_iou)
+    trackers = {}  # stream -> Tracker
+    detector = load_detector(Path(model_path), TrackerSettings().detection_threshold(score_threshold) if tracking
+                             else score_threshold, duplicate_iou)
     json_path = Path(json_path) if json_path is not None else out / "detections.json"
     if json_path.resolve() in {p.resolve() for p in inputs}:
         raise ConfigError(f"the results file {json_path} is one of the inputs; it would be overwritten")
@@ -266,6 +276,13 @@ def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_
                 continue
             for frame in frame_list:
                 detections = detector.detect(frame.image, frame.color_order)
+                track_ids = None
+                if tracking and videos is not None:
+                    tracker = trackers.setdefault(frame.stream, Tracker())
+                    detections, track_ids = tracker.track(detections, _stamp_ns(frame, videos[frame.stream][1]),
+                                                          score_threshold)
+                elif tracking:  # a still picture has no track to join
+                    detections = detections.above(score_threshold)
                 image_id = len(images) + 1
                 entry = {"id": image_id, "file_name": frame.source, "width": frame.image.shape[1],
                          "height": frame.image.shape[0]}
@@ -274,9 +291,15 @@ def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_
                 if frame.stamp_ns is not None:
                     entry["stamp_ns"] = frame.stamp_ns
                 images.append(entry)
-                results += coco_results(image_id, detections.boxes, detections.scores, detections.class_ids,
-                                        detector.category_ids)
+                found = coco_results(image_id, detections.boxes, detections.scores, detections.class_ids,
+                                     detector.category_ids)
                 labels = [detector.class_name(c) for c in detections.class_ids.tolist()]
+                if track_ids is not None:
+                    for result, track_id in zip(found, track_ids.tolist()):
+                        result["track_id"] = track_id
+                    labels = [f"{label} #{track_id}" if track_id else label
+                              for label, track_id in zip(labels, track_ids.tolist())]
+                results += found
                 drawn = cv2.cvtColor(draw_detections(frame.image, frame.color_order, detections.boxes,
                                                      detections.scores, detections.class_ids, labels),
                                      cv2.COLOR_RGB2BGR)

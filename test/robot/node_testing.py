@@ -162,3 +162,14 @@ def _parameter_value(value):
     if isinstance(value, str):
         return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
     return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=list(value))
+
+
+def play_synthetic_camera(ros_env, ros_context, tmp_path, probe, parameters, answered, timeout_s, namespace="/cam"):
+    """Run the synthetic camera in ``namespace`` with ``parameters`` (give it ``frames``) while spinning
+    ``probe``, until it has ended and ``answered()`` holds (or ``timeout_s``); asserts it ended cleanly."""
+    camera = NodeProcess("detr_ros.ros.synthetic_camera", ros_env, tmp_path, parameters, ["-r", f"__ns:={namespace}"])
+    try:
+        spin_until(ros_context, [probe], lambda: camera.process.poll() is not None and answered(), timeout_s)
+        assert camera.wait(10) == 0, camera.output
+    finally:
+        camera.stop()

@@ -1,0 +1,148 @@
+"""Tracking and 3D benchmark: identity quality, 3D centre error and the time they add per frame.
+
+  .venv/bin/python benchmarks/bench_tracking.py [--model models/synthetic_rtdetr.onnx] [--out PATH]
+
+Measures, with the shipped model:
+  1. IDF1, MOTA and identity switches per 100 object-frames (``detr-ros eval --tracking``) on a
+     held-out synthetic video with traffic (objects entering, leaving, crossing), at the default
+     threshold; targets IDF1 >= 0.90 and at most 1 switch per 100 object-frames;
+  2. the 3D centre error, as a fraction of the distance, of the model's boxes placed with the
+     synthetic depth, for objects fully in view (inside the frame and unoccluded); target median <= 2%;
+  3. the time tracking plus 3D (tracker, depth statistics, Detection3DArray) take per frame at 30
+     objects, 640x480, against the time the Detector takes on such a frame (the bulk of the node's
+     per-frame time); target <= 5%. The MarkerArray, built only while rviz (or anyone) listens, is
+     timed on its own.
+Prints the figures and writes them as JSON.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from results import headline, write_result
+
+from detr_ros.runtime import Detector
+from detr_ros.runtime.depth import locate_boxes
+from detr_ros.runtime.detections import DEFAULT_SCORE_THRESHOLD, Detections
+from detr_ros.runtime.tracking import Tracker, iou_matrix
+from detr_ros.synthetic.dataset import synthesize
+from detr_ros.synthetic.video import SceneVideo
+from detr_ros.training.evaluate_tracking import evaluate_tracking
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Seeds no training or test data uses: held-out videos.
+TRACKING_SEED, DEPTH_SEED, TIMING_SEED = 2026, 2027, 2028
+
+
+def tracking_quality(model, frames):
+    with tempfile.TemporaryDirectory() as folder:
+        synthesize(folder, frames, seed=TRACKING_SEED, video=True, traffic=True)
+        return evaluate_tracking(model, folder)
+
+
+def centre_errors(model, frames):
+    """Relative 3D centre errors of matched, fully visible objects over ``frames`` frames (every third)."""
+    detector = Detector(model)
+    video = SceneVideo(320, 320, DEPTH_SEED, num_objects=6, traffic=True)
+    errors = []
+    for index in range(0, frames, 3):
+        rendered = video.render(index)
+        inside = [a for a in rendered.annotations if a.visible_fraction > 0.99]
+        found = detector.detect(rendered.bgr, "bgr")
+        if not inside or not len(found):
+            continue
+        iou = iou_matrix([a.box for a in inside], found.boxes)
+        rows = [r for r in range(len(inside)) if iou[r].max() >= 0.5]
+        placed = locate_boxes(rendered.depth_m, found.boxes[iou[rows].argmax(axis=1)], video.intrinsics)
+        for row, centre, valid in zip(rows, placed.centres, placed.valid):
+            truth = np.array(inside[row].position)
+            errors.append(np.linalg.norm(centre - truth) / truth[2] if valid else np.inf)
+    return np.array(errors)
+
+
+def per_frame_cost(model, frames, objects=30):
+    """(Detector ms per 640x480 frame, tracking + 3D ms and markers ms per frame at ``objects`` objects, mean
+    objects in view), medians."""
+    from std_msgs.msg import Header
+
+    from detr_ros.ros import spatial_messages
+
+    video = SceneVideo(640, 480, TIMING_SEED, num_objects=objects)
+    rendered = [video.render(i) for i in range(frames)]
+    detector = Detector(model)
+    detector.detect(rendered[0].bgr, "bgr")  # warm-up
+    tracker, writer = Tracker(), spatial_messages.Detection3DArrayWriter()
+    detect_ms, added_ms, markers_ms, counts = [], [], [], []
+    names = list(detector.class_names)
+    # Detector and tracking + 3D alternate frame by frame, so the machine's load weighs on both alike.
+    for index, frame in enumerate(rendered):
+        started = time.perf_counter()
+        detector.detect(frame.bgr, "bgr")
+        detect_ms.append(1e3 * (time.perf_counter() - started))
+        boxes = np.array([a.box for a in frame.annotations], np.float32).reshape(-1, 4)
+        detections = Detections(boxes=boxes, scores=np.full(len(boxes), 0.9, np.float32),
+                                class_ids=np.array([a.class_index for a in frame.annotations], np.int64))
+        started = time.perf_counter()
+        published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
+        placed = locate_boxes(frame.depth_m, published.boxes, video.intrinsics)
+        message = writer.fill(Header(), placed, published.scores, published.class_ids,
+                              [str(i) for i in track_ids.tolist()], names)
+        added_ms.append(1e3 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        spatial_messages.marker_array(Header(), message, names, "bench")
+        markers_ms.append(1e3 * (time.perf_counter() - started))
+        counts.append(len(boxes))
+    # The first frames start tracks (no ids yet); timing starts once tracks are running.
+    return (float(np.median(detect_ms[5:])), float(np.median(added_ms[5:])), float(np.median(markers_ms[5:])),
+            float(np.mean(counts)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "synthetic_rtdetr.onnx")
+    parser.add_argument("--frames", type=int, default=600, help="frames of the tracking video")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default benchmarks/results/)")
+    args = parser.parse_args()
+
+    tracking = tracking_quality(args.model, args.frames)
+    errors = centre_errors(args.model, 300)
+    detect_ms, added_ms, markers_ms, mean_objects = per_frame_cost(args.model, 60)
+    result = {
+        "model": str(args.model),
+        "tracking": {"video": f"320x320, {args.frames} frames, traffic, seed {TRACKING_SEED}", **tracking},
+        "centre_error": {"video": f"320x320, traffic, seed {DEPTH_SEED}", "objects": int(errors.size),
+                         "median_fraction": float(np.median(errors)), "p90_fraction": float(np.percentile(errors, 90)),
+                         "unplaced": int(np.count_nonzero(~np.isfinite(errors)))},
+        "cost": {"image": "640x480", "objects_per_frame": mean_objects, "detector_p50_ms": round(detect_ms, 2),
+                 "tracking_and_3d_p50_ms": round(added_ms, 3), "fraction": round(added_ms / detect_ms, 4),
+                 "markers_p50_ms": round(markers_ms, 3)},
+    }
+    tracking, centre, cost = result["tracking"], result["centre_error"], result["cost"]
+    print(f"bench_tracking: {args.model.name}")
+    print(f"  tracking  IDF1 {tracking['idf1']:.3f}, MOTA {tracking['mota']:.3f}, ID switches "
+          f"{tracking['num_switches']} = {tracking['switches_per_100_objects']:.2f} per 100 object-frames "
+          f"({tracking['num_objects']} object-frames)")
+    print(f"  3D        centre error median {100 * centre['median_fraction']:.2f}%, p90 "
+          f"{100 * centre['p90_fraction']:.2f}% of the distance ({centre['objects']} objects)")
+    print(f"  cost      tracking + 3D {cost['tracking_and_3d_p50_ms']} ms per frame at "
+          f"{cost['objects_per_frame']:.1f} objects = {100 * cost['fraction']:.2f}% of the Detector's "
+          f"{cost['detector_p50_ms']} ms; rviz markers {cost['markers_p50_ms']} ms more while subscribed")
+    headlines = [
+        headline("IDF1 on a held-out synthetic video (traffic), default threshold", f"{tracking['idf1']:.3f}",
+                 ">= 0.90"),
+        headline("identity switches per 100 object-frames", f"{tracking['switches_per_100_objects']:.2f}", "<= 1"),
+        headline("3D centre error / distance, objects fully in view (median)",
+                 f"{100 * centre['median_fraction']:.2f}%", "<= 2%"),
+        headline("tracking + 3D per frame at 30 objects / Detector per frame (640x480)",
+                 f"{100 * cost['fraction']:.2f}% ({cost['tracking_and_3d_p50_ms']} of {cost['detector_p50_ms']} ms)",
+                 "<= 5%"),
+    ]
+    write_result("bench_tracking", f"Tracking and 3D from depth ({args.model.name})", result, headlines, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

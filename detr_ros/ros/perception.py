@@ -1,0 +1,154 @@
+"""What the detector node adds to 2D boxes, per camera: track ids (``tracking``) and 3D from depth (``depth_topics``).
+
+The node keeps to a few hook lines: it asks ``detection_threshold`` what to run the model at,
+``track`` which detections to publish with which ids, and hands each published frame to
+``publish_3d``. With depth, camera ``<ns>/<name>`` also subscribes to its depth image (16UC1
+millimetres or 32FC1 metres, aligned to the colour image) and ``camera_info`` beside it, and
+publishes ``<ns>/detections_3d`` (vision_msgs/Detection3DArray) and ``<ns>/markers``
+(visualization_msgs/MarkerArray for rviz) for each frame whose depth, stamped within
+``depth_tolerance_s`` of it, came by ``depth_wait_s`` after its 2D detections were published;
+a frame without depth gets its 2D detections only.
+"""
+
+from dataclasses import dataclass
+
+from rclpy.exceptions import NameValidationException
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from detr_ros.errors import ConfigError
+from detr_ros.ros import spatial_messages
+from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
+from detr_ros.ros.image_conversion import ImageMessageError
+from detr_ros.ros.stamp_sync import StampBuffer
+from detr_ros.runtime.depth import depth_in_metres, locate_boxes
+from detr_ros.runtime.tracking import Tracker, TrackerSettings
+
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+WARNING_THROTTLE_S = 5.0
+
+
+def tracker_settings(values):
+    """TrackerSettings from the node's ``tracking_*`` parameter values (name -> value)."""
+    return TrackerSettings(low_score=values["tracking_low_score"], lost_timeout_s=values["tracking_lost_timeout_s"],
+                           reset_gap_s=values["tracking_reset_gap_s"])
+
+
+def depth_topics_for(depth_topics, num_cameras):
+    """One depth topic (or None) per camera from the ``depth_topics`` parameter: empty, or one entry a camera
+    ("" for a camera without depth)."""
+    if not depth_topics:
+        return [None] * num_cameras
+    if len(depth_topics) != num_cameras:
+        raise ConfigError(f"depth_topics: {len(depth_topics)} entries for {num_cameras} image_topics; expected one "
+                          "per camera, in the same order ('' for a camera without depth)")
+    return [topic.rstrip("/") or None for topic in depth_topics]
+
+
+def camera_info_topic(depth_topic):
+    """``<ns>/camera_info`` beside a depth topic ``<ns>/<name>`` (the image_transport convention)."""
+    return f"{depth_topic[: depth_topic.rfind('/') + 1]}camera_info"
+
+
+@dataclass
+class _DepthCamera:
+    frames: StampBuffer
+    detections_3d: object  # publishers
+    markers: object
+    namespace: str
+    writer: spatial_messages.Detection3DArrayWriter
+    intrinsics: object = None  # CameraIntrinsics of the latest camera_info
+
+
+class Perception:
+    """Per-camera trackers and depth streams of the detector ``node``, as its parameter ``values`` ask."""
+
+    def __init__(self, node, values, cameras_topics, input_qos):
+        self._node = node
+        self._endpoints = []  # subscriptions and publishers, withdrawn by close()
+        settings = tracker_settings(values) if values["tracking"] else None
+        self._trackers = [Tracker(settings) for _ in cameras_topics] if settings else None
+        self._tolerance_ns = round(values["depth_tolerance_s"] * 1e9)
+        self._wait_s = values["depth_wait_s"]
+        depth_topics = depth_topics_for(values["depth_topics"], len(cameras_topics))
+        try:
+            self._depth = [self._subscribe_depth(topic, camera, input_qos) if topic else None
+                           for topic, camera in zip(depth_topics, cameras_topics)]
+        except NameValidationException as error:
+            raise ConfigError(f"depth_topics: {error}") from None
+
+    def _subscribe_depth(self, depth_topic, camera_topics, input_qos):
+        prefix = camera_topics.detections[: -len("detections")]
+        camera = _DepthCamera(frames=StampBuffer(),
+                              detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
+                                                                        OUTPUT_QOS),
+                              markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
+                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter())
+        self._endpoints += [camera.detections_3d, camera.markers]
+
+        def on_depth(msg):
+            try:
+                depth, encoding = decode_depth_message(msg)
+            except ImageMessageError as error:
+                self._node.get_logger().warning(f"rejected a message on {depth_topic}: {error}",
+                                                throttle_duration_sec=WARNING_THROTTLE_S)
+                return
+            camera.frames.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, (depth, encoding))
+
+        def on_camera_info(msg):
+            try:
+                camera.intrinsics = intrinsics_from_camera_info(msg)
+            except ConfigError as error:
+                self._node.get_logger().warning(f"ignored {camera_info_topic(depth_topic)}: {error}",
+                                                throttle_duration_sec=WARNING_THROTTLE_S)
+
+        self._endpoints += [self._node.create_subscription(Image, depth_topic, on_depth, input_qos),
+                            self._node.create_subscription(CameraInfo, camera_info_topic(depth_topic), on_camera_info,
+                                                           input_qos)]
+        return camera
+
+    def close(self):
+        """Withdraw the depth subscriptions and 3D outputs (a managed node's deactivate)."""
+        for endpoint in self._endpoints:
+            if hasattr(endpoint, "publish"):
+                self._node.destroy_publisher(endpoint)
+            else:
+                self._node.destroy_subscription(endpoint)
+        self._endpoints = []
+
+    def detection_threshold(self, score_threshold):
+        """The score the model must run down to: the tracker's weak detections continue tracks."""
+        if self._trackers is None:
+            return score_threshold
+        return self._trackers[0].settings.detection_threshold(score_threshold)
+
+    def track(self, camera, detections, stamp_ns, score_threshold):
+        """(Detections to publish, their ids [k] as strings, or None without tracking: the writer's ranks)."""
+        if self._trackers is None:
+            return detections, None
+        published, track_ids = self._trackers[camera].track(detections, stamp_ns, score_threshold)
+        return published, [str(i) if i else "" for i in track_ids.tolist()]
+
+    def publish_3d(self, camera, header, stamp_ns, detections, ids, image_size, class_names, class_id_format):
+        """Publish the frame's detections in 3D if the camera has depth and a frame of it matches the stamp.
+
+        detections: the published Detections; ids: their ids (None: ranks); image_size: the colour
+        image's (width, height).
+        """
+        depth_camera = self._depth[camera]
+        if depth_camera is None or depth_camera.intrinsics is None:
+            return
+        found = depth_camera.frames.nearest(stamp_ns, self._tolerance_ns, self._wait_s)
+        if found is None:
+            return
+        placed = locate_boxes(depth_in_metres(*found), detections.boxes, depth_camera.intrinsics,
+                              image_size=image_size)
+        ids = ids if ids is not None else [str(rank) for rank in range(len(detections))]
+        message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
+                                           class_id_format)
+        depth_camera.detections_3d.publish(message)
+        if depth_camera.markers.get_subscription_count() > 0:
+            depth_camera.markers.publish(spatial_messages.marker_array(header, message, class_names,
+                                                                       depth_camera.namespace))

@@ -1,0 +1,185 @@
+"""Where detected objects are in 3D: image boxes and an aligned depth image -> points in the camera frame.
+
+Pure numpy. Coordinates are the camera's optical frame (ROS REP 103: x right, y down, z forward,
+metres); pixel coordinates follow sensor_msgs/CameraInfo (integers at pixel centres), while boxes
+are xyxy pixel edges as the detector gives them, so a box centre is shifted by half a pixel.
+
+An object's distance is the median depth of the nearest surface seen in the inner part of its
+box. The inner part leaves out the box's rim, where background shows around any non-rectangular
+object; the nearest surface that covers a real share of it (not a few noisy pixels) is the object,
+since a box is drawn around what is in front: background behind it, or through a hole in it (a ring),
+is farther away.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detr_ros.errors import ConfigError
+
+# Encodings of depth images: 16-bit unsigned millimetres (0: no reading) and 32-bit float metres
+# (NaN, inf or 0: no reading), the two that REP 118 allows.
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics of an image of ``width`` x ``height`` pixels: focal lengths and principal point (px)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @staticmethod
+    def from_camera_info(k, width, height):
+        """From sensor_msgs/CameraInfo's K (9 values, row-major) and its image size."""
+        k = np.asarray(k, np.float64).reshape(-1)
+        if k.size != 9 or k[0] <= 0.0 or k[4] <= 0.0 or width <= 0 or height <= 0:
+            raise ConfigError(f"camera intrinsics: K={k.tolist()} for {width}x{height}, expected positive focal "
+                              "lengths K[0], K[4] and a positive image size")
+        return CameraIntrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height))
+
+    def k_matrix(self):
+        """The 9 values of CameraInfo's K, row-major."""
+        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+
+
+@dataclass(frozen=True)
+class DepthSettings:
+    """How boxes are measured in a depth image.
+
+    inner_fraction: the part of the box's width and height, about its centre, whose depths count;
+    min_surface_fraction: the share of the inner part's readings the nearest surface must hold;
+    surface_gap: depths further apart than this fraction of the distance belong to different surfaces;
+    max_samples: readings taken per box at most (an even grid), which bounds the time per box; the
+    median of 500 readings of a surface with 1% depth noise is off by about 0.06% of the distance.
+    A box smaller than the grid is read at every pixel, some twice: the same shares of each surface.
+    """
+
+    inner_fraction: float = 0.6
+    min_surface_fraction: float = 0.2
+    surface_gap: float = 0.05
+    max_samples: int = 500
+
+    def __post_init__(self):
+        for name in ("inner_fraction", "min_surface_fraction", "surface_gap"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}, expected a number in (0, 1]")
+        if self.max_samples < 1:
+            raise ConfigError(f"max_samples={self.max_samples!r}, expected a positive integer")
+
+
+@dataclass
+class BoxesIn3D:
+    """Boxes placed in the camera frame: centres [n, 3] and sizes [n, 3] (x, y, z) in metres;
+    valid [n] bool, False where the box had too few depth readings (its rows are NaN)."""
+
+    centres: np.ndarray
+    sizes: np.ndarray
+    valid: np.ndarray
+
+
+def depth_in_metres(depth, encoding):
+    """A depth image as float32 metres [H, W], NaN where there is no reading.
+
+    depth: [H, W] uint16 millimetres (16UC1) or float32 metres (32FC1).
+    """
+    if encoding == "16UC1":
+        metres = depth.astype(np.float32) * np.float32(0.001)
+        metres[depth == 0] = np.nan
+        return metres
+    if encoding == "32FC1":
+        metres = np.array(depth, np.float32)
+        metres[~np.isfinite(metres) | (metres <= 0.0)] = np.nan
+        return metres
+    raise ConfigError(f"depth encoding {encoding!r}, expected one of {', '.join(DEPTH_ENCODINGS)}")
+
+
+def back_project(u, v, z, intrinsics):
+    """Camera-frame points [..., 3] (metres) of pixel coordinates u, v (CameraInfo convention) at depths z."""
+    u, v, z = np.broadcast_arrays(np.asarray(u, np.float64), np.asarray(v, np.float64), np.asarray(z, np.float64))
+    return np.stack([(u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z], axis=-1)
+
+
+def box_centres(boxes):
+    """Pixel coordinates (u, v) [n] each of xyxy pixel-edge boxes' centres, in CameraInfo's convention."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return (boxes[:, 0] + boxes[:, 2]) / 2.0 - 0.5, (boxes[:, 1] + boxes[:, 3]) / 2.0 - 0.5
+
+
+def _sample_inner_parts(depth_m, boxes, settings):
+    """Depth readings on an even grid over each box's inner part: [n, k * k] metres (NaN: none), k * k <=
+    max_samples. Every box gets the same number of samples, so all boxes are handled as one array."""
+    height, width = depth_m.shape
+    side = max(1, int(np.sqrt(settings.max_samples)))
+    steps = (np.arange(side) + 0.5) / side
+    half = settings.inner_fraction / 2.0
+    centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2.0, boxes[:, 2:] - boxes[:, :2]
+    start = centre - extent * half  # [n, 2] pixel edges of the inner part
+    xs = np.clip(np.floor(start[:, :1] + 2.0 * half * extent[:, :1] * steps), 0, width - 1).astype(np.intp)
+    ys = np.clip(np.floor(start[:, 1:] + 2.0 * half * extent[:, 1:] * steps), 0, height - 1).astype(np.intp)
+    readings = depth_m[ys[:, :, None], xs[:, None, :]].reshape(len(boxes), side * side)
+    # A box wholly outside the image has no readings of its own.
+    outside = (boxes[:, 2] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 3] <= 0) | (boxes[:, 1] >= height)
+    readings[outside] = np.nan
+    return readings
+
+
+def _run_quantile(ordered, start, size, q):
+    """The q-quantile [n] of each row's run ordered[row, start:start + size] (sorted; numpy's linear rule)."""
+    position = start + q * (size - 1)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, start + size - 1)
+    rows = np.arange(len(ordered))
+    return ordered[rows, below] + (ordered[rows, above] - ordered[rows, below]) * (position - below)
+
+
+def nearest_surfaces(readings, settings):
+    """Distance (median) and depth spread (10th to 90th percentile) [n] each of the nearest surface in each
+    row of readings [n, m] (metres, NaN: none): the nearest run of depths without a gap above
+    ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings. NaN where there is none."""
+    ordered = np.sort(readings, axis=1)  # NaN last
+    valid = np.isfinite(ordered)
+    # Surface number of each reading: a new surface starts after each gap.
+    gaps = np.diff(ordered, axis=1) > settings.surface_gap * ordered[:, 1:]
+    surface = np.concatenate([np.zeros((len(ordered), 1), np.intp), np.cumsum(gaps, axis=1)], axis=1)
+    width = ordered.shape[1]
+    flat = (surface + np.arange(len(ordered))[:, None] * width)[valid]
+    counts = np.bincount(flat, minlength=len(ordered) * width).reshape(len(ordered), width)
+    large = (counts >= settings.min_surface_fraction * valid.sum(axis=1, keepdims=True)) & (counts > 0)
+    found = large.any(axis=1)
+    chosen = np.argmax(large, axis=1)
+    start = np.argmax(surface == chosen[:, None], axis=1)
+    size = np.maximum(counts[np.arange(len(ordered)), chosen], 1)
+    distances = np.where(found, _run_quantile(ordered, start, size, 0.5), np.nan)
+    spreads = np.where(found, _run_quantile(ordered, start, size, 0.9) - _run_quantile(ordered, start, size, 0.1),
+                       np.nan)
+    return distances, spreads
+
+
+def locate_boxes(depth_m, boxes, intrinsics, settings=None, image_size=None):
+    """Place image boxes in 3D with an aligned depth image.
+
+    depth_m: [H, W] float metres, NaN where no reading (depth_in_metres); boxes: [n, 4] xyxy pixel
+    edges in the colour image, of ``image_size`` (width, height) when it differs from the depth
+    image's (aligned, other resolution); intrinsics: the depth image's. The centre is the box
+    centre back-projected to the nearest surface's median depth; the size is the box's extent at
+    that depth and the surface's depth spread (10th to 90th percentile). Returns BoxesIn3D.
+    """
+    settings = settings or DepthSettings()
+    height, width = depth_m.shape
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if image_size is not None and tuple(image_size) != (width, height):
+        boxes = boxes * np.array([width / image_size[0], height / image_size[1]] * 2)
+    if len(boxes):
+        distances, spreads = nearest_surfaces(_sample_inner_parts(depth_m, boxes, settings), settings)
+    else:
+        distances, spreads = np.zeros(0), np.zeros(0)
+    u, v = box_centres(boxes)
+    centres = back_project(u, v, distances, intrinsics)
+    sizes = np.stack([(boxes[:, 2] - boxes[:, 0]) * distances / intrinsics.fx,
+                      (boxes[:, 3] - boxes[:, 1]) * distances / intrinsics.fy, spreads], axis=1)
+    return BoxesIn3D(centres=centres, sizes=sizes, valid=np.isfinite(distances))

@@ -1,0 +1,247 @@
+"""Persistent object identities across one camera's frames: ByteTrack's association (numpy + scipy).
+
+Each frame, every track's box is predicted to the frame's stamp (box_motion.BoxKalman) and matched
+to the detections by IoU, one to one (scipy's linear_sum_assignment), in ByteTrack's stages:
+
+1. detections scoring at least ``high_score`` (the published threshold) against the confirmed
+   tracks, those seen last frame and those lost for a while;
+2. the weaker detections (``low_score`` up to ``high_score``) against the confirmed tracks still
+   unmatched that were seen last frame: an object half hidden or blurred keeps its track;
+3. the strong detections left against the tentative tracks (born last frame, not yet confirmed).
+
+Before that, of detections overlapping by more than ``same_object_iou`` whatever their classes, only
+the best counts: the model sometimes answers one object twice, once per class it hesitates between,
+and two tracks on one object would be an identity error. Strong detections left over that score ``birth_margin`` above the threshold start tentative tracks; a track becomes confirmed, and gets its id,
+after ``confirm_frames`` frames in a row. Ids count up from 1 per tracker and are never reused. A
+confirmed track unmatched for ``lost_timeout_s`` is dropped; so is every track when the stamps
+jump backwards (a replayed recording) or pause longer than ``reset_gap_s``. A track keeps the class
+of its latest detection; matching prefers pairs that keep their class (CLASS_CHANGE_COST), so objects
+of different classes crossing each other keep their ids.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from detr_ros.errors import ConfigError
+from detr_ros.runtime.box_motion import BoxKalman
+from detr_ros.runtime.detections import Detections, check_fraction, without_duplicates
+
+_TENTATIVE, _TRACKED, _LOST = 0, 1, 2
+# A track may change class (the model hesitates between two on one object), but where two objects
+# cross, the pairing that keeps classes wins unless its boxes fit worse by more than this in IoU.
+CLASS_CHANGE_COST = 0.5
+# Assignment cost of a pair that must not be matched: above any allowed one.
+_FORBIDDEN = 3.0
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """How a Tracker associates and when it lets go (ByteTrack's defaults where it has them).
+
+    low_score: weakest detection that may continue a track (stage 2);
+    match_iou: least IoU of a strong detection with a track's predicted box (stage 1; ByteTrack 0.2);
+    low_match_iou: the same for weak detections (stage 2; ByteTrack 0.5), stricter as they are less sure;
+    tentative_match_iou: the same for tentative tracks (stage 3; ByteTrack 0.3);
+    same_object_iou: detections overlapping a better one more than this, of any class, are dropped;
+    birth_margin: a new track needs a score this far above the published threshold (ByteTrack 0.1);
+    confirm_frames: consecutive frames before a track is confirmed and gets its id;
+    lost_timeout_s: how long a confirmed track survives unseen (ByteTrack's 30 frames at 30 Hz);
+    reset_gap_s: a pause between frames longer than this drops every track.
+    """
+
+    low_score: float = 0.1
+    match_iou: float = 0.2
+    low_match_iou: float = 0.5
+    tentative_match_iou: float = 0.3
+    same_object_iou: float = 0.7
+    birth_margin: float = 0.1
+    confirm_frames: int = 2
+    lost_timeout_s: float = 1.0
+    reset_gap_s: float = 5.0
+
+    def __post_init__(self):
+        for name in ("low_score", "match_iou", "low_match_iou", "tentative_match_iou", "same_object_iou", "birth_margin"):
+            check_fraction(name, getattr(self, name))
+        if not isinstance(self.confirm_frames, int) or self.confirm_frames < 1:
+            raise ConfigError(f"confirm_frames={self.confirm_frames!r}, expected a positive integer")
+        for name in ("lost_timeout_s", "reset_gap_s"):
+            if not getattr(self, name) > 0.0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}, expected a positive number of seconds")
+
+    def detection_threshold(self, score_threshold):
+        """The score a detector feeding this tracker runs down to, for ``score_threshold`` published."""
+        return min(score_threshold, self.low_score)
+
+
+@dataclass
+class FrameTracks:
+    """A tracker's answer for one frame's detections (same order as given).
+
+    published: [n] bool, the detections to report: every strong one but second answers for one
+    object, and the weak ones that continue a confirmed track; track_ids: [n] int64, the confirmed
+    track's id, 0 where none.
+    """
+
+    published: np.ndarray
+    track_ids: np.ndarray
+
+
+def iou_matrix(a, b):
+    """IoU [n, m] of every box of ``a`` [n, 4] with every box of ``b`` [m, 4] (xyxy)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return intersection / np.maximum(area_a[:, None] + area_b[None, :] - intersection, 1e-9)
+
+
+def match(track_boxes, track_classes, boxes, class_ids, min_iou):
+    """One-to-one pairs (track rows [k], detection rows [k]) with IoU >= min_iou, of least total cost:
+    1 - IoU, plus CLASS_CHANGE_COST where the classes differ."""
+    iou = iou_matrix(track_boxes, boxes)
+    allowed = iou >= min_iou
+    if not allowed.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    changed = np.asarray(track_classes)[:, None] != np.asarray(class_ids)[None, :]
+    rows, cols = linear_sum_assignment(np.where(allowed, 1.0 - iou + CLASS_CHANGE_COST * changed, _FORBIDDEN))
+    ok = allowed[rows, cols]
+    return rows[ok], cols[ok]
+
+
+class Tracker:
+    """ByteTrack-style tracking of one camera's detections; ``update`` once per frame, in stamp order."""
+
+    def __init__(self, settings=None):
+        self.settings = settings or TrackerSettings()
+        self._next_id = 1
+        self._last_stamp_ns = None
+        self._reset()
+
+    def _reset(self):
+        self._motion = BoxKalman()
+        self._ids = np.zeros(0, np.int64)  # 0 while tentative
+        self._states = np.zeros(0, np.int8)
+        self._hits = np.zeros(0, np.int64)  # consecutive frames matched
+        self._classes = np.zeros(0, np.int64)
+        self._last_seen_ns = np.zeros(0, np.int64)
+
+    @property
+    def confirmed_count(self):
+        """Confirmed tracks held now (seen or briefly lost)."""
+        return int(np.count_nonzero(self._ids))
+
+    def update(self, boxes, scores, class_ids, stamp_ns, high_score):
+        """Associate one frame's detections with the tracks and advance them to ``stamp_ns``.
+
+        boxes: [n, 4] xyxy pixels; scores: [n]; class_ids: [n] ints; stamp_ns: the frame's time
+        in nanoseconds; high_score: the threshold of a strong (published) detection. Detections
+        below ``settings.low_score`` are ignored. Returns FrameTracks.
+        """
+        settings = self.settings
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        class_ids = np.asarray(class_ids, np.int64).reshape(-1)
+        self._advance_clock(int(stamp_ns))
+
+        order = np.argsort(-scores, kind="stable")
+        candidates = np.zeros(len(scores), bool)
+        if len(order):
+            candidates[order[without_duplicates(boxes[order], np.zeros(len(order)), settings.same_object_iou)]] = True
+        candidates &= scores >= settings.low_score
+        strong = np.flatnonzero(candidates & (scores >= high_score))
+        weak = np.flatnonzero(candidates & (scores < high_score))
+        track_ids = np.zeros(len(scores), np.int64)
+        published = candidates & (scores >= high_score)
+        predicted = self._motion.boxes()
+        matched_tracks, matched_detections = [], []
+
+        def associate(track_rows, detection_rows, min_iou):
+            if not len(track_rows) or not len(detection_rows):
+                return track_rows, detection_rows
+            rows, cols = match(predicted[track_rows], self._classes[track_rows], boxes[detection_rows],
+                               class_ids[detection_rows], min_iou)
+            matched_tracks.extend(track_rows[rows])
+            matched_detections.extend(detection_rows[cols])
+            return np.delete(track_rows, rows), np.delete(detection_rows, cols)
+
+        confirmed = np.flatnonzero(self._states != _TENTATIVE)
+        confirmed_left, strong_left = associate(confirmed, strong, settings.match_iou)
+        seen_last = confirmed_left[self._states[confirmed_left] == _TRACKED]
+        low_matched_before = len(matched_detections)
+        associate(seen_last, weak, settings.low_match_iou)
+        published[np.asarray(matched_detections[low_matched_before:], np.int64)] = True
+        _, strong_left = associate(np.flatnonzero(self._states == _TENTATIVE), strong_left,
+                                   settings.tentative_match_iou)
+
+        tracks = np.asarray(matched_tracks, np.int64)
+        detections = np.asarray(matched_detections, np.int64)
+        self._motion.update(tracks, boxes[detections])
+        unmatched = np.ones(len(self._ids), bool)
+        unmatched[tracks] = False
+        self._hits[tracks] += 1
+        self._hits[unmatched] = 0
+        self._classes[tracks] = class_ids[detections]
+        self._last_seen_ns[tracks] = stamp_ns
+        newly_confirmed = tracks[(self._ids[tracks] == 0) & (self._hits[tracks] >= settings.confirm_frames)]
+        self._ids[newly_confirmed] = np.arange(self._next_id, self._next_id + len(newly_confirmed))
+        self._next_id += len(newly_confirmed)
+        self._states[tracks] = np.where(self._ids[tracks] > 0, _TRACKED, _TENTATIVE)
+        just_lost = unmatched & (self._states == _TRACKED)
+        self._states[just_lost] = _LOST
+        self._motion.hold_size(just_lost)
+        track_ids[detections] = self._ids[tracks]
+
+        expired = (stamp_ns - self._last_seen_ns) > settings.lost_timeout_s * 1e9
+        self._keep(~((unmatched & (self._states == _TENTATIVE)) | expired))
+        born = strong_left[scores[strong_left] >= high_score + settings.birth_margin]
+        track_ids[born] = self._start_tracks(boxes[born], class_ids[born], stamp_ns)
+        return FrameTracks(published=published, track_ids=track_ids)
+
+    def track(self, detections, stamp_ns, high_score):
+        """``update`` on a Detections; returns (the published Detections, their track ids [k] int64, 0: none).
+
+        ``detections`` should reach down to ``settings.low_score``: the detector runs at that
+        threshold, and the tracker decides which weaker ones are worth publishing.
+        """
+        found = self.update(detections.boxes, detections.scores, detections.class_ids, stamp_ns, high_score)
+        keep = found.published
+        return (Detections(boxes=detections.boxes[keep], scores=detections.scores[keep],
+                           class_ids=detections.class_ids[keep]), found.track_ids[keep])
+
+    def _advance_clock(self, stamp_ns):
+        """Predict the tracks to ``stamp_ns``, or drop them all on a backward jump or a long pause."""
+        last, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
+        if last is None:
+            return
+        dt_s = (stamp_ns - last) / 1e9
+        if dt_s < 0.0 or dt_s > self.settings.reset_gap_s:
+            self._reset()
+            return
+        self._motion.predict(dt_s)
+
+    def _keep(self, rows):
+        self._motion.keep(rows)
+        self._ids, self._states, self._hits = self._ids[rows], self._states[rows], self._hits[rows]
+        self._classes, self._last_seen_ns = self._classes[rows], self._last_seen_ns[rows]
+
+    def _start_tracks(self, boxes, class_ids, stamp_ns):
+        """New tracks at the boxes; returns their ids [m] (0 while tentative)."""
+        count = len(boxes)
+        if not count:
+            return np.zeros(0, np.int64)
+        self._motion.add(boxes)
+        confirmed_at_once = self.settings.confirm_frames <= 1
+        new_ids = np.arange(self._next_id, self._next_id + count) if confirmed_at_once else np.zeros(count, np.int64)
+        if confirmed_at_once:
+            self._next_id += count
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._states = np.concatenate([self._states, np.full(count, _TRACKED if confirmed_at_once else _TENTATIVE,
+                                                             np.int8)])
+        self._hits = np.concatenate([self._hits, np.ones(count, np.int64)])
+        self._classes = np.concatenate([self._classes, class_ids])
+        self._last_seen_ns = np.concatenate([self._last_seen_ns, np.full(count, stamp_ns, np.int64)])
+        return new_ids
