@@ -10,6 +10,7 @@ MODEL's median inference latency over OTHER's; --profile N adds kernel time by o
 import json
 from pathlib import Path
 
+from detr_ros.commands.model_options import add_format_arguments, format_options
 from detr_ros.runtime.metadata import parse_size
 from detr_ros.tools.bench import benchmark, format_table
 
@@ -27,13 +28,15 @@ def add_arguments(parser):
     parser.add_argument("--profile", type=int, default=0, metavar="RUNS",
                         help="also profile RUNS runs a model: kernel time by operator type (default: off)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    add_format_arguments(parser)
 
 
 def run(args):
     report = benchmark(args.model, compare=args.compare, providers=args.providers, batch=args.batch,
                        threads=args.threads, iterations=args.iterations, warmup=args.warmup,
                        frame_size=parse_size(args.frame_size),
-                       input_size=parse_size(args.input_size) if args.input_size else None, profile=args.profile)
+                       input_size=parse_size(args.input_size) if args.input_size else None, profile=args.profile,
+                       format_options=format_options(args))
     print(format_table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

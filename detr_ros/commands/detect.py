@@ -14,6 +14,7 @@ labelled with their track ids and each result carries ``track_id``.
 import sys
 from pathlib import Path
 
+from detr_ros.commands.model_options import add_format_arguments, format_options
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.tools.detect import detect_files
 
@@ -36,12 +37,13 @@ def add_arguments(parser):
                              f"both (default {DEFAULT_DUPLICATE_IOU})")
     parser.add_argument("--tracking", action="store_true",
                         help="track objects through videos and bag topics; results carry track_id")
+    add_format_arguments(parser)
 
 
 def run(args):
     written = detect_files(args.model, args.inputs, args.out, json_path=args.json, topics=args.topic,
                            score_threshold=args.score_threshold, duplicate_iou=args.duplicate_iou,
-                           tracking=args.tracking)
+                           tracking=args.tracking, format_options=format_options(args))
     print(f"wrote {written['detections']} detections of {written['images']} images to {written['json']} "
           f"(COCO results; image ids in {written['images_json']})")
     if written["skipped"]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from detr_ros.coco_metrics import SUMMARY_KEYS
+from detr_ros.commands.model_options import add_format_arguments, format_options
 from detr_ros.runtime.detections import DEFAULT_SCORE_THRESHOLD
 
 
@@ -21,6 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (checkpoints)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch/ONNX Runtime's choice)")
+    add_format_arguments(parser)
     parser.add_argument("--tracking", action="store_true",
                         help="tracking metrics (MOTA, IDF1, ID switches) on a video dataset with track ids")
     parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
@@ -61,7 +63,8 @@ def run(args):
     else:
         from detr_ros.training.evaluate import evaluate
 
-        metrics = evaluate(args.model, args.data, batch_size=args.batch_size, threads=args.threads)
+        metrics = evaluate(args.model, args.data, batch_size=args.batch_size, threads=args.threads,
+                           format_options=format_options(args))
         print(format_metrics(metrics, f"{args.model} on {args.data} ({metrics['num_images']} images)"))
     if args.json:
         Path(args.json).write_text(json.dumps({k: v for k, v in metrics.items() if k != "summary"}, indent=2))

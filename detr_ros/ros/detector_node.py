@@ -119,6 +119,9 @@ class DetectorWork:
             labels_path=values["labels_path"] or None,
             device_id=values["device_id"],
             thread_spinning=values["thread_spinning"],
+            model_format=values["model_format"] or None,
+            resize_mode=values["resize_mode"] or None,
+            normalization=values["normalization"] or None,
         )
         self._settings = self._settings_from(values)
 

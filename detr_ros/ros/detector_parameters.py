@@ -16,6 +16,9 @@ from detr_ros.ros.parameters import STRING_ARRAY, ParameterSpec
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.runtime.detector import THREAD_SPINNING
 from detr_ros.runtime.encoded_images import DEFAULT_MAX_PIXELS
+from detr_ros.runtime.formats import FORMATS
+from detr_ros.runtime.metadata import RESIZE_MODES
+from detr_ros.runtime.preprocess import NORMALIZATIONS
 
 NODE_NAME = "detr_detector"
 SHIPPED_MODEL = Path("models") / "synthetic_rtdetr.onnx"
@@ -33,6 +36,14 @@ PARAMETERS = (
     ParameterSpec("model_path", "", "ONNX model file (detr_ros export, official RT-DETR or Ultralytics RT-DETR); "
                   "empty: the shipped synthetic-scenes model"),
     ParameterSpec("labels_path", "", "class names, one per line, overriding those in the model file; empty: none"),
+    ParameterSpec("model_format", "", "the model file's format, for a file whose shapes and metadata do not decide "
+                  "it (the start-up error lists the candidates); empty: recognised from the file",
+                  choices=("", *FORMATS)),
+    ParameterSpec("resize_mode", "", "how images are fitted to the network input: stretch or letterbox; empty: as "
+                  "the file's metadata or its format says", choices=("", *RESIZE_MODES)),
+    ParameterSpec("normalization", "", "applied after scaling pixels to 0..1: none, or imagenet (ImageNet mean/std "
+                  "per channel, as RF-DETR and DEIMv2 S to X expect); empty: as the format says",
+                  choices=("", *NORMALIZATIONS)),
     ParameterSpec("providers", list(PROVIDERS), "execution providers in order of preference; the first one "
                   "available in this onnxruntime build is used", choices=PROVIDERS),
     ParameterSpec("device_id", 0, "GPU index for the TensorRT and CUDA providers", low=0, high=64),

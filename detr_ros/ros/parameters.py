@@ -41,7 +41,7 @@ class ParameterSpec:
     def allowed(self):
         """The allowed values in words, for error messages and the parameter descriptor."""
         if self.choices:
-            items = ", ".join(self.choices)
+            items = ", ".join(choice or '""' for choice in self.choices)
             return f"a list of {items}" if isinstance(self.default, list) else f"one of {items}"
         if self.low is not None:
             kind = "an integer" if isinstance(self.default, int) else "a number"

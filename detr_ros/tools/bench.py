@@ -44,8 +44,9 @@ class RuntimeTarget:
 
     foreign = False
 
-    def __init__(self, path, providers, threads, input_size, frames):
-        self.detector = Detector(path, providers, threads=threads, input_size=input_size, score_threshold=0.3)
+    def __init__(self, path, providers, threads, input_size, frames, format_options):
+        self.detector = Detector(path, providers, threads=threads, input_size=input_size, score_threshold=0.3,
+                                 **format_options)
         self.frames = frames
         self.provider = self.detector.provider
         self.input_size = self.detector.input_size
@@ -93,7 +94,7 @@ class GraphTarget:
         return {"inference": time.perf_counter() - started}
 
 
-def open_target(path, providers, threads, frames, input_size, declared_input_size):
+def open_target(path, providers, threads, frames, input_size, declared_input_size, format_options):
     """RuntimeTarget for a known signature, GraphTarget for anything onnxruntime can load.
 
     input_size: (H, W) of a foreign graph's dynamic image input; declared_input_size: the size
@@ -105,13 +106,14 @@ def open_target(path, providers, threads, frames, input_size, declared_input_siz
         session = ort.InferenceSession(str(path), session_options(threads), providers=available)
     except Exception as error:  # onnxruntime's own exception types
         raise ModelFileError(f"{path}: onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
-    try:
-        formats.recognise(session.get_inputs(), session.get_outputs(), path,
-                          session.get_modelmeta().custom_metadata_map)
-    except ModelFileError:
-        return GraphTarget(session, len(frames), input_size)
+    if not format_options:
+        try:
+            formats.recognise(session.get_inputs(), session.get_outputs(), path,
+                              session.get_modelmeta().custom_metadata_map)
+        except ModelFileError:
+            return GraphTarget(session, len(frames), input_size)
     del session
-    return RuntimeTarget(path, providers, threads, declared_input_size, frames)
+    return RuntimeTarget(path, providers, threads, declared_input_size, frames, format_options)
 
 
 def operator_times(events, skip_runs):
@@ -229,13 +231,15 @@ def format_profile(report):
 
 
 def benchmark(model, *, compare=None, providers="cpu", batch=1, threads=None, iterations=50, warmup=5,
-              frame_size=(720, 1280), input_size=None, profile=0):
+              frame_size=(720, 1280), input_size=None, profile=0, format_options=None):
     """Time ``model`` (and ``compare``, alternating with it); returns the report dict.
 
     providers: ordered execution providers; batch: images per call; threads: CPU intra-op threads
     (None: onnxruntime's); iterations, warmup: timed and untimed calls per model; frame_size: (H, W)
     of the synthetic frames fed to known models; input_size: (H, W) for graphs with a dynamic image
-    size and no metadata; profile: how many more runs profile the kernels by operator type (0: none).
+    size and no metadata; profile: how many more runs profile the kernels by operator type (0: none);
+    format_options: Detector keyword arguments for reading a foreign file (model_format, resize_mode,
+    normalization): with them, a file is always timed through the runtime.
     """
     if batch < 1 or iterations < 1 or warmup < 0 or profile < 0:
         raise ConfigError("--batch and --iterations must be positive, --warmup and --profile not negative")
@@ -243,11 +247,12 @@ def benchmark(model, *, compare=None, providers="cpu", batch=1, threads=None, it
     generator = SceneGenerator(frame_width, frame_height, seed=0)
     frames = [generator.image(index)[0] for index in range(batch)]
     fallback_size = input_size or (640, 640)
-    model_target = open_target(model, providers, threads, frames, fallback_size, input_size)
+    format_options = format_options or {}
+    model_target = open_target(model, providers, threads, frames, fallback_size, input_size, format_options)
     image_size = model_target.input_size or fallback_size
     targets = [model_target]
     if compare is not None:
-        targets.append(open_target(compare, providers, threads, frames, image_size, input_size))
+        targets.append(open_target(compare, providers, threads, frames, image_size, input_size, format_options))
     samples = run_alternating(targets, iterations, warmup)
     report = {"settings": {"batch": batch, "threads": threads, "providers": providers, "iterations": iterations,
                            "warmup": warmup, "profile": profile, "frame_size": [frame_height, frame_width],

@@ -51,19 +51,24 @@ class Frame:
     stamp_ns: int = None
 
 
-def load_detector(path, score_threshold, duplicate_iou):
-    """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint."""
+def load_detector(path, score_threshold, duplicate_iou, format_options=None):
+    """The runtime Detector for an ONNX file, a CheckpointDetector for a .pt/.pth checkpoint.
+
+    format_options: Detector keyword arguments for reading a foreign ONNX file (model_format,
+    resize_mode, normalization); a checkpoint carries its own and refuses them."""
     check_fraction("score_threshold", score_threshold)
     check_fraction("duplicate_iou", duplicate_iou)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file, expected an ONNX file or a detr_ros checkpoint (.pt)")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        if format_options:
+            raise ConfigError(f"{', '.join(sorted(format_options))}: for ONNX files only; {path} is a checkpoint")
         from detr_ros.tools.checkpoint_detector import CheckpointDetector
 
         return CheckpointDetector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou)
     from detr_ros.runtime import Detector
 
-    return Detector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou)
+    return Detector(path, score_threshold=score_threshold, duplicate_iou=duplicate_iou, **(format_options or {}))
 
 
 def bag_folder(path):
@@ -245,7 +250,7 @@ def _stamp_ns(frame, fps):
 
 
 def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_threshold=DEFAULT_SCORE_THRESHOLD,
-                 duplicate_iou=DEFAULT_DUPLICATE_IOU, tracking=False):
+                 duplicate_iou=DEFAULT_DUPLICATE_IOU, tracking=False, format_options=None):
     """Run the model on every input and write the outputs to the folder ``out``; prints a line per stream.
 
     json_path: the COCO results file (default OUT/detections.json); topics: rosbag2 image topics to
@@ -257,7 +262,7 @@ def detect_files(model_path, inputs, out, *, json_path=None, topics=None, score_
     sources = classify_inputs(inputs)
     trackers = {}  # stream -> Tracker
     detector = load_detector(Path(model_path), TrackerSettings().detection_threshold(score_threshold) if tracking
-                             else score_threshold, duplicate_iou)
+                             else score_threshold, duplicate_iou, format_options)
     json_path = Path(json_path) if json_path is not None else out / "detections.json"
     if json_path.resolve() in {p.resolve() for p in inputs}:
         raise ConfigError(f"the results file {json_path} is one of the inputs; it would be overwritten")

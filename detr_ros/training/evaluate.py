@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from detr_ros.coco_metrics import coco_evaluate, coco_results, load_coco_ground_truth
-from detr_ros.errors import DatasetError, ModelFileError
+from detr_ros.errors import ConfigError, DatasetError, ModelFileError
 from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.transforms import resize_and_sanitize
 
@@ -47,12 +47,15 @@ def evaluate_pytorch(model, model_config, category_ids, data_dir, *, batch_size=
     return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), results)
 
 
-def predict_onnx(model_path, dataset, *, threads=None):
-    """COCO results of an ONNX model run through the runtime Detector over a CocoDetection, every detection kept."""
+def predict_onnx(model_path, dataset, *, threads=None, format_options=None):
+    """COCO results of an ONNX model run through the runtime Detector over a CocoDetection, every detection kept.
+
+    format_options: Detector keyword arguments for reading a foreign file (model_format, resize_mode, normalization)."""
     from detr_ros.runtime import Detector
 
     # The model's own answers, as the checkpoint's evaluation sees them: no duplicate suppression.
-    detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000, duplicate_iou=1.0)
+    detector = Detector(model_path, threads=threads, score_threshold=0.0, max_detections=1000, duplicate_iou=1.0,
+                        **(format_options or {}))
     results = []
     for index, entry in enumerate(dataset.images):
         rgb = np.ascontiguousarray(dataset.read_image(index).permute(1, 2, 0).numpy())
@@ -61,16 +64,18 @@ def predict_onnx(model_path, dataset, *, threads=None):
     return results
 
 
-def evaluate_onnx(model_path, data_dir, *, threads=None):
+def evaluate_onnx(model_path, data_dir, *, threads=None, format_options=None):
     """COCO metrics of an ONNX model (see coco_evaluate) on a dataset folder."""
     dataset = CocoDetection.from_folder(data_dir)
-    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), predict_onnx(model_path, dataset, threads=threads))
+    return coco_evaluate(load_coco_ground_truth(dataset.annotation_file), predict_onnx(model_path, dataset, threads=threads,
+                                                                                         format_options=format_options))
 
 
-def evaluate(model_path, data_dir, *, batch_size=8, threads=None):
+def evaluate(model_path, data_dir, *, batch_size=8, threads=None, format_options=None):
     """COCO metrics (see coco_evaluate) of a checkpoint or an ``.onnx`` model on a dataset folder.
 
-    batch_size: images per forward pass of a checkpoint; threads: CPU threads (None: the library's choice).
+    batch_size: images per forward pass of a checkpoint; threads: CPU threads (None: the library's choice);
+    format_options: Detector keyword arguments for reading a foreign ONNX file (see predict_onnx).
     """
     model_path, data_dir = Path(model_path), Path(data_dir)
     if not model_path.is_file():
@@ -78,7 +83,9 @@ def evaluate(model_path, data_dir, *, batch_size=8, threads=None):
     if not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: no such dataset folder (expected annotations.json and images/)")
     if model_path.suffix == ".onnx":
-        return evaluate_onnx(model_path, data_dir, threads=threads)
+        return evaluate_onnx(model_path, data_dir, threads=threads, format_options=format_options)
+    if format_options:
+        raise ConfigError(f"{', '.join(sorted(format_options))}: for ONNX files only; {model_path} is a checkpoint")
     from detr_ros.modeling.checkpoint import load_model, model_config_from_checkpoint
 
     if threads:
