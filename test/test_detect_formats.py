@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def test_detect_writes_the_upstreams_detections(name, tmp_path):
     results = json.loads((tmp_path / "detections.json").read_text())
     assert len(results) == len(record["scores"])
     free = list(results)
-    width, height = {"scene_240x320.png": (320, 240), "scene_320x320.png": (320, 320)}.get(record["image"], (640, 640))
+    height, width = cv2.imread(str(DATA / record["image"])).shape[:2]
     expected_boxes = np.clip(record["boxes"], 0, [width, height, width, height])
     for box, score, class_id in zip(expected_boxes, record["scores"], record["class_ids"]):
         # foreign files carry no category ids: the class index stands for one
