@@ -301,15 +301,15 @@ class DetectorWork:
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = messages.copy_header(frame.header, settings.frame_id)
-        stamp_ns = frame.header.stamp.sec * 1_000_000_000 + frame.header.stamp.nanosec
+        stamp_ns = messages.stamp_ns(frame.header)
         detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
         camera.detections.publish(camera.detection_writer.fill(
             header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids))
+        # The latency figures are the 2D output's: taken before any wait for a matching depth frame.
+        camera.statistics.record_published(time.monotonic_ns() - frame.received_ns, inference_ns,
+                                           self.get_clock().now().nanoseconds - stamp_ns)
         self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids,
                                     (frame.image.shape[1], frame.image.shape[0]), names, settings.class_id_format)
-        published_ns = time.monotonic_ns()
-        camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
-                                           self.get_clock().now().nanoseconds - stamp_ns)
         debug_image = camera.debug_image
         if debug_image is not None and debug_image.get_subscription_count() > 0:
             labels = [messages.class_label(c, names, "name") for c in detections.class_ids.tolist()]

@@ -23,6 +23,11 @@ from detr_ros.ros.image_conversion import encode_compressed, encode_image
 CLASS_ID_FORMATS = ("index", "name")
 
 
+def stamp_ns(header):
+    """A std_msgs/Header's stamp in integer nanoseconds, the key frames are matched by."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def copy_header(header, frame_id=""):
     """A new std_msgs/Header with the source stamp and frame_id (or ``frame_id`` when given)."""
     return Header(stamp=header.stamp, frame_id=frame_id or header.frame_id)

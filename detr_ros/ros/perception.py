@@ -19,7 +19,7 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from detr_ros.errors import ConfigError
-from detr_ros.ros import spatial_messages
+from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
 from detr_ros.ros.image_conversion import ImageMessageError
 from detr_ros.ros.stamp_sync import StampBuffer
@@ -95,7 +95,7 @@ class Perception:
                 self._node.get_logger().warning(f"rejected a message on {depth_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
                 return
-            camera.frames.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, (depth, encoding))
+            camera.frames.put(messages.stamp_ns(msg.header), (depth, encoding))
 
         def on_camera_info(msg):
             try:
@@ -125,7 +125,7 @@ class Perception:
         return self._trackers[0].settings.detection_threshold(score_threshold)
 
     def track(self, camera, detections, stamp_ns, score_threshold):
-        """(Detections to publish, their ids [k] as strings, or None without tracking: the writer's ranks)."""
+        """(Detections to publish, their ids [k] as strings, or None without tracking: ids stay empty)."""
         if self._trackers is None:
             return detections, None
         published, track_ids = self._trackers[camera].track(detections, stamp_ns, score_threshold)
@@ -134,7 +134,7 @@ class Perception:
     def publish_3d(self, camera, header, stamp_ns, detections, ids, image_size, class_names, class_id_format):
         """Publish the frame's detections in 3D if the camera has depth and a frame of it matches the stamp.
 
-        detections: the published Detections; ids: their ids (None: ranks); image_size: the colour
+        detections: the published Detections; ids: their ids (None: empty, as in 2D); image_size: the colour
         image's (width, height).
         """
         depth_camera = self._depth[camera]
@@ -145,7 +145,7 @@ class Perception:
             return
         placed = locate_boxes(depth_in_metres(*found), detections.boxes, depth_camera.intrinsics,
                               image_size=image_size)
-        ids = ids if ids is not None else [str(rank) for rank in range(len(detections))]
+        ids = ids if ids is not None else [""] * len(detections)
         message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
                                            class_id_format)
         depth_camera.detections_3d.publish(message)

@@ -27,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
 from detr_ros.errors import DetrRosError
+from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import RELIABILITIES, camera_topics
 from detr_ros.ros.executable import run_node
 from detr_ros.ros.image_conversion import ImageMessageError, decode_compressed_message, decode_image_message
@@ -91,10 +92,6 @@ def detection_arrays(msg, class_names):
             class_ids.append(class_names.index(label) if label in class_names else -1)
     return (np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
             np.array(class_ids, np.int64))
-
-
-def _stamp_ns(header):
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def _percentile(values, q):
@@ -311,7 +308,7 @@ class DetectionRecorder(Node):
 
     def _make_image_callback(self, decode):
         def on_image(msg):
-            if self._closing_since is not None and not self.recording.knows(_stamp_ns(msg.header)):
+            if self._closing_since is not None and not self.recording.knows(messages.stamp_ns(msg.header)):
                 return  # a frame after the end of the run
             try:
                 image, color_order = decode(msg)
@@ -324,12 +321,12 @@ class DetectionRecorder(Node):
             if self._first_image is None:
                 self._first_image = self._last_image
                 self.get_logger().info(f"first image: {image.shape[1]}x{image.shape[0]}")
-            self.recording.add_image(_stamp_ns(msg.header), image, color_order)
+            self.recording.add_image(messages.stamp_ns(msg.header), image, color_order)
 
         return on_image
 
     def _on_detections(self, msg):
-        stamp_ns = _stamp_ns(msg.header)
+        stamp_ns = messages.stamp_ns(msg.header)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self._last_detections = time.monotonic()
         self.recording.add_detections(stamp_ns, detection_arrays(msg, self.recording.class_names), latency_ms,
@@ -338,7 +335,7 @@ class DetectionRecorder(Node):
     def _on_detections_3d(self, msg):
         centres = [(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z)
                    for d in msg.detections]
-        self.recording.add_positions(_stamp_ns(msg.header), [d.id for d in msg.detections], centres)
+        self.recording.add_positions(messages.stamp_ns(msg.header), [d.id for d in msg.detections], centres)
 
     def _on_label_info(self, msg):
         names = [""] * (max((c.class_id for c in msg.class_map), default=-1) + 1)
@@ -347,7 +344,7 @@ class DetectionRecorder(Node):
         self.recording.class_names = names
 
     def _on_ground_truth(self, msg):
-        stamp_ns = _stamp_ns(msg.header)
+        stamp_ns = messages.stamp_ns(msg.header)
         if self._closing_since is not None and not self.recording.knows(stamp_ns):
             return  # a frame after the end of the run
         boxes, _, class_ids = detection_arrays(msg, self.recording.class_names)

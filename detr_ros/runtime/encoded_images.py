@@ -124,10 +124,19 @@ def encoded_size(data):
     raise EncodedImageError(f"not an image of a known format ({', '.join(FORMATS)})")
 
 
+_stderr_sink = None  # one scratch file for every capture, made on first use (under the lock)
+
+
 @contextlib.contextmanager
 def _stderr_captured(lines):
     """Append the lines written to file descriptor 2 meanwhile (by any thread) to ``lines``."""
-    with _STDERR_CAPTURE, tempfile.TemporaryFile() as sink:
+    global _stderr_sink
+    with _STDERR_CAPTURE:
+        if _stderr_sink is None:
+            _stderr_sink = tempfile.TemporaryFile()
+        sink = _stderr_sink
+        sink.seek(0)
+        sink.truncate()
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
