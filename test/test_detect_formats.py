@@ -5,15 +5,15 @@ inference code found (the golden files of test/robot/test_formats.py)."""
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
 
 from detr_ros.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "robot"))
-from test_formats import BOX_TOLERANCE_PX, DATA, GOLDEN, SCORE_TOLERANCE, golden  # noqa: E402
+from test_formats import BOX_TOLERANCE_PX, DATA, GOLDEN, SCORE_TOLERANCE, golden, unmatched  # noqa: E402
 
 # The COCO results file rounds x, y, width and height to 0.01 px (so x + width carries two half-units)
 # and scores to 1e-5 (half a unit).
@@ -31,15 +31,8 @@ def test_detect_writes_the_upstreams_detections(name, tmp_path):
                  "--score-threshold", str(record["score_threshold"]), "--duplicate-iou", "1.0", *arguments]) == 0
     results = json.loads((tmp_path / "detections.json").read_text())
     assert len(results) == len(record["scores"])
-    free = list(results)
-    height, width = cv2.imread(str(DATA / record["image"])).shape[:2]
-    expected_boxes = np.clip(record["boxes"], 0, [width, height, width, height])
-    for box, score, class_id in zip(expected_boxes, record["scores"], record["class_ids"]):
-        # foreign files carry no category ids: the class index stands for one
-        partner = next((r for r in free if r["category_id"] == class_id
-                        and abs(r["score"] - score) <= RESULTS_SCORE_TOLERANCE
-                        and np.abs(np.subtract([r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2],
-                                                r["bbox"][1] + r["bbox"][3]], box)).max() <= RESULTS_BOX_TOLERANCE),
-                       None)
-        assert partner is not None, (class_id, score, box)
-        free.remove(partner)
+    # foreign files carry no category ids: the class index stands for one
+    written = SimpleNamespace(
+        boxes=np.array([[x, y, x + width, y + height] for x, y, width, height in (r["bbox"] for r in results)]),
+        scores=np.array([r["score"] for r in results]), class_ids=np.array([r["category_id"] for r in results]))
+    assert not unmatched(record, written, RESULTS_SCORE_TOLERANCE, RESULTS_BOX_TOLERANCE)

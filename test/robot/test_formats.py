@@ -48,18 +48,19 @@ def golden(name):
     return json.loads((DATA / f"{name}.json").read_text())
 
 
-def unmatched(expected, found):
+def unmatched(expected, found, score_tolerance=SCORE_TOLERANCE, box_tolerance=BOX_TOLERANCE_PX):
     """Detections of ``expected`` with no partner in ``found`` (same class, score and box within the
-    tolerances), each partner used once; found: Detections. The Detector clips boxes to the image,
-    as Ultralytics does and the official inference scripts do not: expected boxes are clipped too."""
+    tolerances), each partner used once; found: Detections, or anything with their boxes, scores and
+    class_ids. The Detector clips boxes to the image, as Ultralytics does and the official inference
+    scripts do not: expected boxes are clipped too."""
     height, width = cv2.imread(str(DATA / expected["image"])).shape[:2]
     boxes = np.clip(expected["boxes"], 0, [width, height, width, height])
-    free = list(range(len(found)))
+    free = list(range(len(found.scores)))
     missing = []
     for box, score, class_id in zip(boxes, expected["scores"], expected["class_ids"]):
         partner = next((i for i in free if found.class_ids[i] == class_id
-                        and abs(found.scores[i] - score) <= SCORE_TOLERANCE
-                        and np.abs(found.boxes[i] - box).max() <= BOX_TOLERANCE_PX), None)
+                        and abs(found.scores[i] - score) <= score_tolerance
+                        and np.abs(found.boxes[i] - box).max() <= box_tolerance), None)
         if partner is None:
             missing.append((class_id, score, box))
         else:

@@ -2,6 +2,8 @@
 given as model_path (with the options its user must give), answers the committed scene over DDS with
 the detections that upstream's own inference code found (the golden files of test_formats)."""
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -18,15 +20,10 @@ from test_formats import DATA, GOLDEN, golden, unmatched
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class PublishedDetections:
+def published_detections(array):
     """A Detection2DArray read back into the runtime's Detections fields (boxes, scores, class_ids)."""
-
-    def __init__(self, array):
-        boxes, classes, scores = boxes_of(array)
-        self.boxes, self.scores, self.class_ids = boxes, scores, np.array([int(c) for c in classes], np.int64)
-
-    def __len__(self):
-        return len(self.scores)
+    boxes, classes, scores = boxes_of(array)
+    return SimpleNamespace(boxes=boxes, scores=scores, class_ids=np.array([int(c) for c in classes], np.int64))
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -51,8 +48,8 @@ def test_node_answers_with_the_upstreams_detections(name, ros_env, ros_context, 
             if spin_until(ros_context, [probe], lambda: key in found, 0.5):
                 break
         assert key in found, f"no answer from the node:\n{detector.output}"
-        published = PublishedDetections(found[key])
-        assert len(published) == len(record["scores"])
+        published = published_detections(found[key])
+        assert len(published.scores) == len(record["scores"])
         assert not unmatched(record, published)
     finally:
         assert detector.stop() == 0, detector.output
