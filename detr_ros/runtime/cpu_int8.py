@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from detr_ros.runtime.cpu import int8_weights_problem
 from detr_ros.runtime.metadata import KEY_INT8_WEIGHT_BITS
+from detr_ros.runtime.model_file import declared_metadata
 from detr_ros.runtime.providers import resolve_providers
 
 INT8_SUFFIX = ".int8.onnx"
@@ -36,10 +37,8 @@ def int8_sibling(model_path):
 
 def _int8_weight_bits(path):
     """The int8 weight width a detr_ros export records, 0 for a file that records none."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the metadata is read
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return int(session.get_modelmeta().custom_metadata_map.get(KEY_INT8_WEIGHT_BITS, 0) or 0)
+    recorded = declared_metadata(path, KEY_INT8_WEIGHT_BITS)
+    return int(recorded) if recorded.isdigit() else 0
 
 
 def choose_cpu_model(model_path, providers, cpu_int8=True):
@@ -52,9 +51,9 @@ def choose_cpu_model(model_path, providers, cpu_int8=True):
         return ModelChoice(model_path)
     try:
         weight_bits = _int8_weight_bits(sibling)
-    except Exception as error:  # onnxruntime's own exception types for a file it cannot read
-        return ModelChoice(model_path, f"not using {sibling.name} beside it: onnxruntime cannot read it "
-                                       f"({str(error).splitlines()[0]})")
+    except OSError as error:
+        return ModelChoice(model_path, f"not using {sibling.name} beside it: it cannot be read "
+                                       f"({error.strerror or error})")
     if not weight_bits:
         return ModelChoice(model_path, f"not using {sibling.name} beside it: it does not record its int8 weights "
                                        "(not a detr_ros INT8 export)")

@@ -57,17 +57,17 @@ def file_digest(path):
     return sha.hexdigest(), has_qdq
 
 
-def declared_precision(path):
-    """The file's ``detr_ros.precision`` metadata ("fp16"), or "" when it has none.
+def declared_metadata(path, key):
+    """The file's ``metadata_props`` value for ``key`` (a short string), or "" when it has none.
 
-    Read off the file's tail, where the metadata is, before any session exists: the TensorRT options
-    depend on it. An entry is serialized as 0x0A, len, key, 0x12, len, value (protobuf).
+    Read off the file's tail, where the metadata is, without a session: what to open, and with which
+    options, can depend on it. An entry is serialized as 0x0A, len, key, 0x12, len, value (protobuf).
     """
     with open(path, "rb") as stream:
         stream.seek(0, 2)
         stream.seek(max(0, stream.tell() - METADATA_TAIL_BYTES))
         tail = stream.read()
-    key = KEY_PRECISION.encode()
+    key = key.encode()
     entry = bytes([0x0A, len(key)]) + key + b"\x12"
     start = tail.rfind(entry)
     if start < 0:
@@ -75,3 +75,9 @@ def declared_precision(path):
     length_at = start + len(entry)
     length = tail[length_at] if length_at < len(tail) else 0
     return tail[length_at + 1:length_at + 1 + length].decode(errors="replace") if length < 0x80 else ""
+
+
+def declared_precision(path):
+    """The file's ``detr_ros.precision`` metadata ("fp16"), or "" when it has none: the TensorRT
+    options depend on it before any session exists."""
+    return declared_metadata(path, KEY_PRECISION)
