@@ -300,13 +300,19 @@ class DetectorWork:
     def _publish_detections(self, frame, detections, settings, inference_ns):
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
-        header = messages.copy_header(frame.header, settings.frame_id)
+        header = frame.header  # the received message is the node's alone: its header is reused
+        if settings.frame_id:
+            header.frame_id = settings.frame_id
         stamp_ns = messages.stamp_ns(frame.header)
         detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
-        camera.detections.publish(camera.detection_writer.fill(
-            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids))
+        message = camera.detection_writer.fill(
+            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids)
+        publish_started_ns = time.monotonic_ns()
+        camera.detections.publish(message)
         # The latency figures are the 2D output's: taken before any wait for a matching depth frame.
-        camera.statistics.record_published(time.monotonic_ns() - frame.received_ns, inference_ns,
+        published_ns = time.monotonic_ns()
+        camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
+                                           published_ns - publish_started_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids,
                                     (frame.image.shape[1], frame.image.shape[0]), names, settings.class_id_format)

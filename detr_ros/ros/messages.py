@@ -8,7 +8,6 @@ import math
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 from vision_msgs.msg import (
     Detection2D,
     Detection2DArray,
@@ -26,11 +25,6 @@ CLASS_ID_FORMATS = ("index", "name")
 def stamp_ns(header):
     """A std_msgs/Header's stamp in integer nanoseconds, the key frames are matched by."""
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def copy_header(header, frame_id=""):
-    """A new std_msgs/Header with the source stamp and frame_id (or ``frame_id`` when given)."""
-    return Header(stamp=header.stamp, frame_id=frame_id or header.frame_id)
 
 
 def class_label(class_id, class_names, class_id_format):
@@ -93,7 +87,7 @@ def label_info(header, class_names, threshold):
 
 
 def _milliseconds(value):
-    return "n/a" if math.isnan(value) else f"{value:.1f}"
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
 def stream_status(name, hardware_id, summary, provider):
@@ -111,6 +105,7 @@ def stream_status(name, hardware_id, summary, provider):
         "latency_p99_ms": _milliseconds(summary.latency_p99_ms),
         "inference_p50_ms": _milliseconds(summary.inference_p50_ms),
         "node_overhead_p50_ms": _milliseconds(summary.overhead_p50_ms),
+        "publish_p50_ms": _milliseconds(summary.publish_p50_ms),
         "frame_age_p50_ms": _milliseconds(summary.age_p50_ms),
         "frame_age_max_ms": _milliseconds(summary.age_max_ms),
         "received": str(summary.received_total),

@@ -35,10 +35,10 @@ def header(sec=12, nanosec=345, frame_id="cam_optical"):
     return message
 
 
-def test_detection_array_has_centre_size_boxes_and_copied_headers():
+def test_detection_array_has_centre_size_boxes_and_the_frame_header():
     boxes = np.array([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 4.0, 2.0]], np.float32)
     source = header()
-    array = messages.detection_array(messages.copy_header(source), boxes, np.array([0.9, 0.6], np.float32),
+    array = messages.detection_array(source, boxes, np.array([0.9, 0.6], np.float32),
                                      np.array([2, 0]), NAMES)
     assert (array.header.stamp, array.header.frame_id) == (source.stamp, "cam_optical")
     first, second = array.detections
@@ -51,10 +51,8 @@ def test_detection_array_has_centre_size_boxes_and_copied_headers():
     assert (second.bbox.center.position.x, second.bbox.size_y) == (2.0, 2.0)
 
 
-def test_class_names_and_frame_id_override():
-    array = messages.detection_array(messages.copy_header(header(), "base_link"), np.zeros((1, 4)), np.ones(1),
-                                     np.array([1]), NAMES, "name")
-    assert array.header.frame_id == "base_link"
+def test_class_names_as_class_ids():
+    array = messages.detection_array(header(), np.zeros((1, 4)), np.ones(1), np.array([1]), NAMES, "name")
     assert array.detections[0].results[0].hypothesis.class_id == "checker_square"
 
 
@@ -204,13 +202,15 @@ def test_statistics_summarise_one_period_and_keep_totals():
     stats.count_rejected()
     stats.count_dropped()
     for latency_ms in range(1, 101):
-        stats.record_published(latency_ms * 1_000_000, (latency_ms - 1) * 1_000_000, 2 * latency_ms * 1_000_000)
+        stats.record_published(latency_ms * 1_000_000, (latency_ms - 1) * 1_000_000, latency_ms * 100_000,
+                               2 * latency_ms * 1_000_000)
     summary = stats.summary(now_ns=2_000_000_000)
     assert (summary.input_hz, summary.output_hz) == (5.0, 50.0)
     assert summary.latency_p50_ms == pytest.approx(50.5)
     assert summary.latency_p99_ms == pytest.approx(99.01)
     assert summary.age_max_ms == pytest.approx(200.0)
     assert (summary.inference_p50_ms, summary.overhead_p50_ms) == (pytest.approx(49.5), pytest.approx(1.0))
+    assert summary.publish_p50_ms == pytest.approx(5.05)
     assert (summary.received_total, summary.dropped_total, summary.rejected_total) == (10, 1, 1)
     later = stats.summary(now_ns=3_000_000_000)
     assert later.input_hz == 0.0 and np.isnan(later.latency_p50_ms) and later.rejected_in_period == 0
