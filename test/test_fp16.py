@@ -2,7 +2,8 @@
 
 The shipped model is exported with FP16 and measured on held-out synthetic scenes (FP32, the FP16
 file and the emulated-FP16 graph, which stores every intermediate as FP16 would); copies of it edited
-so that FP16 overflows, or loses what one layer computes, are repaired or refused.
+so that FP16 overflows, or loses what one layer computes, are repaired or refused; a copy whose
+encoder scores every position alike is accepted though FP16 selects other queries.
 """
 
 import logging
@@ -16,8 +17,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from detr_ros.errors import DetrRosError
-from detr_ros.export.fp16 import (Fp16Plan, emulated_fp16, measure_activations, prepared_for_fp16, rule_fp32_nodes,
-                                  to_fp16)
+from detr_ros.export.agreement import agreement
+from detr_ros.export.fp16 import (Fp16Plan, check_images, detections, emulated_fp16, make_fp16, measure_activations,
+                                  prepared_for_fp16, rule_fp32_nodes, to_fp16)
 from detr_ros.export.onnx_export import export, write_model
 from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.runtime import Detector
@@ -130,7 +132,7 @@ def test_fp16_export_keeps_overflowing_operators_fp32_and_names_them(tmp_path, c
     typed = {v.name: float_type(v) for v in model.graph.value_info}
     relu = next(node for node in model.graph.node if node.name == "/model/decoder/decoder/layers.0/activation/Relu")
     assert typed[relu.output[0]] == TensorProto.FLOAT
-    assert result["fp16_report"].fp16_file.unmatched == []
+    assert result["fp16_report"].fp16_file.detections.unmatched == []
 
 
 def cancel_through_a_large_offset(state, offset=512.0):
@@ -147,6 +149,49 @@ def test_fp16_export_refuses_a_model_whose_detections_fp16_changes(tmp_path):
     with pytest.raises(DetrRosError, match="FP16 refused, detections differ from FP32"):
         export(checkpoint, tmp_path / "cancelling.onnx", fp16=True)
     assert not (tmp_path / "cancelling.fp16.onnx").exists()
+
+
+def initializer_of(model, name):
+    return next(init for init in model.graph.initializer if init.name == name)
+
+
+def set_initializer(model, name, values):
+    initializer_of(model, name).CopyFrom(numpy_helper.from_array(values.astype(np.float32), name))
+
+
+def tie_query_selection(model, confident_lift=8.0):
+    """Edit an exported graph (in place) so that the encoder scores every position alike and every
+    selected query detects confidently, as an untrained model's do. The encoder's score head reads
+    LayerNorm(v) = gamma * n + beta, whose normalised n sums to zero at every position: weights 1 /
+    gamma for every class make each score the same constant up to float32 rounding, which differs
+    between FP32 and FP16's inputs. The class head's first class is lifted by ``confident_lift``."""
+    graph = model.graph
+    head = next(node for node in graph.node if node.name == "/model/decoder/enc_score_head/MatMul")
+    norm = next(node for node in graph.node if node.output[0] == head.input[0])
+    gamma = numpy_helper.to_array(initializer_of(model, norm.input[1]))
+    weights = numpy_helper.to_array(initializer_of(model, head.input[1]))  # [hidden, classes]
+    set_initializer(model, head.input[1], np.repeat((1.0 / gamma)[:, None], weights.shape[1], axis=1))
+    class_bias = "model.decoder.dec_score_head.2.bias"
+    lifted = numpy_helper.to_array(initializer_of(model, class_bias)).copy()
+    lifted[0] += confident_lift
+    set_initializer(model, class_bias, lifted)
+
+
+def test_fp16_check_compares_on_fp32s_queries_when_ties_decide_the_selection(shipped):
+    """FP16 rounding selects other queries among near-equal encoder scores: the detections then differ
+    (every query detects), yet the check passes, since it compares both on FP32's queries and FP16's
+    own selection by FP32's scores."""
+    model = onnx.load(str(shipped["fp32"]))
+    tie_query_selection(model)
+    images = check_images(shipped["metadata"])[:4]
+    half, report = make_fp16(model, images)
+    expected, selections = detections(prepared_for_fp16(model), images)
+    selected = sum(indices.size for indices, _ in selections)
+    assert report.fp16_file.queries_moved > selected // 10 and report.emulated.queries_moved > selected // 10
+    assert report.fp16_file.detections.pairs > 100 and report.fp16_file.detections.unmatched == []
+    # on their own selections the FP16 file detects elsewhere than FP32
+    found, _ = detections(half, images)
+    assert agreement(expected, found, [tuple(s[0]) for _, s in images]).unmatched
 
 
 def test_converter_faults_are_worked_around():

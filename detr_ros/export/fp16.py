@@ -29,9 +29,14 @@ every weight and every activation of the FP16 operators to FP16 and so stores ea
 FP16 would, must have no inf or NaN where FP32 has none (a node where one appears stays FP32 and the
 check runs again); and the detections of the FP16 file and of the emulated graph must agree with
 FP32's within SCORE_P99_BOUND and BOX_P99_BOUND (see detr_ros.export.agreement), else the export is
-refused with the figures. On the CPU, ONNX Runtime runs most FP16 operators as FP32 between casts,
-so the FP16 file's own CPU run is optimistic and the emulated graph pessimistic: GPUs keep the
-partial sums of a product in FP32 where the emulation rounds only what is stored.
+refused with the figures. They are compared on the queries FP32 selects (pinned, see
+detr_ros.export.query_selection): the encoder scores many positions nearly alike, and FP16 rounding
+that swaps a few of them would change the detections without any operator being wrong. FP16's own
+selection is checked apart: a top-Q of FP32's encoder scores within SELECTION_TOLERANCE.
+
+On the CPU, ONNX Runtime runs most FP16 operators as FP32 between casts, so the FP16 file's own CPU
+run is optimistic and the emulated graph pessimistic: GPUs keep the partial sums of a product in
+FP32 where the emulation rounds only what is stored.
 """
 
 import logging
@@ -47,6 +52,8 @@ from onnxconverter_common import float16
 
 from detr_ros.errors import DetrRosError
 from detr_ros.export.agreement import agreement
+from detr_ros.export.query_selection import (PINNED_INPUT, pinned, selection_gap, selection_node,
+                                             with_selection_outputs)
 from detr_ros.runtime.preprocess import Preprocessor
 from detr_ros.synthetic import SceneGenerator
 
@@ -65,6 +72,9 @@ RANGE_LIMIT = FP16_MAX / 16
 # of the image or larger.
 SCORE_P99_BOUND = 0.03
 BOX_P99_BOUND = 0.0025
+# The same walk moves an encoder score (a logit) by about 0.7% of its size: a query FP16 selects in
+# place of FP32's must score within twice that of it, relative to 1 + |score| as selection_gap measures.
+SELECTION_TOLERANCE = 0.015
 SCENES = 8
 EMULATION_ROUNDS = 3
 
@@ -103,14 +113,32 @@ class Fp16Report:
 
     plan: Fp16Plan
     fp16_weight_fraction: float
-    fp16_file: object  # Agreement of the FP16 file's CPU run with FP32's
-    emulated: object  # Agreement of the emulated-FP16 graph with FP32's
+    fp16_file: object  # Comparison of the FP16 file's CPU run with FP32's
+    emulated: object  # Comparison of the emulated-FP16 graph with FP32's
     images: int
 
     def figures(self):
         return {"fp32_nodes": len(self.plan.fp32_nodes), "fp32_nodes_by_range": self.plan.by_reason("range"),
                 "fp16_weight_fraction": round(self.fp16_weight_fraction, 4), "check_images": self.images,
                 "fp16_file_vs_fp32": self.fp16_file.figures(), "emulated_vs_fp32": self.emulated.figures()}
+
+
+@dataclass
+class Comparison:
+    """One graph against FP32 on the same images: detections on FP32's queries, and its own selection.
+
+    detections: Agreement of the detections, both graphs run on the queries FP32 selects;
+    selection_gap: selection_gap of the graph's own query selection on FP32's encoder scores (0.0 for
+    a graph without query selection); queries_moved: how many of its selected queries (all images)
+    FP32 does not select.
+    """
+
+    detections: object
+    selection_gap: float = 0.0
+    queries_moved: int = 0
+
+    def figures(self):
+        return {**self.detections.figures(), "selection_gap": self.selection_gap, "queries_moved": self.queries_moved}
 
 
 # --- graph helpers --------------------------------------------------------------------------------
@@ -464,12 +492,43 @@ def check_images(metadata, files=()):
     return network_inputs(metadata, pictures)
 
 
-def detections(model_proto, images):
-    """Per image of ``images`` (network_inputs), the graph's (labels, boxes, scores) on the CPU."""
-    session = _session(model_proto)
-    runs = [session.run(["labels", "boxes", "scores"], {"images": blob, "orig_target_sizes": sizes})
-            for blob, sizes in images]
-    return [(labels[0], boxes[0], scores[0]) for labels, boxes, scores in runs]
+def detections(model_proto, images, selected=None):
+    """Per image of ``images`` (network_inputs): the graph's (labels, boxes, scores) on the CPU, and
+    its query selection (indices [1, Q], scores [1, S]), or None for a graph without one. With
+    ``selected`` (per image, indices [1, Q]) the decoder runs on those queries instead."""
+    selecting = selection_node(model_proto) is not None
+    graph = pinned(model_proto) if selected is not None else model_proto
+    names = ["labels", "boxes", "scores"]
+    if selecting:
+        graph, indices, scores = with_selection_outputs(graph)
+        names += [indices, scores]
+    session = _session(graph)
+    runs = []
+    for position, (blob, sizes) in enumerate(images):
+        feeds = {"images": blob, "orig_target_sizes": sizes}
+        if selected is not None:
+            feeds[PINNED_INPUT] = selected[position]
+        runs.append(session.run(names, feeds))
+    found = [tuple(t[0] for t in run[:3]) for run in runs]
+    return found, ([tuple(run[3:]) for run in runs] if selecting else None)
+
+
+def compare_with_fp32(fp32, others, images):
+    """{name: Comparison} of each graph of ``others`` ({name: ModelProto}) with the graph ``fp32``."""
+    expected, selections = detections(fp32, images)
+    chosen = [indices for indices, _ in selections] if selections else None
+    sizes = [tuple(s[0]) for _, s in images]
+    compared = {}
+    for name, model_proto in others.items():
+        found, own = detections(model_proto, images, chosen)
+        found_agreement = agreement(expected, found, sizes)
+        if own is None:
+            compared[name] = Comparison(found_agreement)
+            continue
+        gap = max(selection_gap(scores, mine) for (_, scores), (mine, _) in zip(selections, own))
+        moved = sum(len(np.setdiff1d(mine, theirs)) for theirs, (mine, _) in zip(chosen, own))
+        compared[name] = Comparison(found_agreement, gap, moved)
+    return compared
 
 
 def _new_non_finite(model_proto, reference, emulated):
@@ -480,6 +539,10 @@ def _new_non_finite(model_proto, reference, emulated):
 
 
 def _problem(name, found):
+    if found.selection_gap > SELECTION_TOLERANCE:
+        return (f"{name}: selects queries FP32 scores lower (encoder scores by {found.selection_gap:.2%} of 1 + "
+                f"their size, tolerance {SELECTION_TOLERANCE:.1%})")
+    found = found.detections
     if found.unmatched:
         return f"{name}: {len(found.unmatched)} confident detections unmatched ({found.unmatched[0]})"
     if found.score_p99 > SCORE_P99_BOUND or found.box_p99 > BOX_P99_BOUND:
@@ -512,10 +575,8 @@ def make_fp16(model_proto, images):
         raise DetrRosError(f"FP16: the emulated FP16 run still overflows at {', '.join(overflowing)} "
                            f"with {len(plan.fp32_nodes)} operators in FP32; export without FP16")
     half = to_fp16(prepared, plan)
-    expected = detections(prepared, images)
-    sizes = [tuple(s[0]) for _, s in images]
-    report = Fp16Report(plan, fp16_weight_fraction(half), agreement(expected, detections(half, images), sizes),
-                        agreement(expected, detections(emulated, images), sizes), len(images))
+    compared = compare_with_fp32(prepared, {"fp16": half, "emulated": emulated}, images)
+    report = Fp16Report(plan, fp16_weight_fraction(half), compared["fp16"], compared["emulated"], len(images))
     problems = [p for p in (_problem("the FP16 file", report.fp16_file), _problem("the emulated FP16 graph",
                                                                                  report.emulated)) if p]
     if problems:

@@ -20,23 +20,14 @@ import onnxruntime as ort
 import torch
 
 from detr_ros.errors import DetrRosError
+from detr_ros.export.query_selection import selection_gap, selection_output
 
 # Float32 kernels that sum in another order differ by a few units of 1e-7 per operation; through the
 # detector's hundred or so layers that stays below 1e-5 in a score (a probability) and below 1e-5 of
 # the image size in a box coordinate. The tolerances leave a factor of ten above that.
 SCORE_TOLERANCE = 1e-4
 BOX_TOLERANCE_OF_IMAGE_SIZE = 1e-4
-SELECTION_SCOPE = "/model/"  # the model's own TopK nodes; "/postprocessor/" holds the detections' top-K
 SELECTION_SCORES_MODULE = "decoder.enc_score_head"
-
-
-def selection_output(model_proto):
-    """The name of the indices output of the graph's query selection (a TopK inside the model), or None."""
-    selections = [node for node in model_proto.graph.node
-                  if node.op_type == "TopK" and node.name.startswith(SELECTION_SCOPE)]
-    if len(selections) > 1:
-        raise DetrRosError(f"export check: {len(selections)} query selections in the graph, expected one")
-    return selections[0].output[1] if selections else None
 
 
 class GraphRunner:
@@ -79,9 +70,7 @@ def pytorch_outputs(deployed, images, orig_sizes, selected=None):
 
         def lift_selected(module, inputs, logits):  # logits: [N, S, C]
             best = logits.max(-1).values  # [N, S]
-            chosen = best.gather(1, index).sort(1, descending=True).values
-            own = torch.topk(best, index.shape[1], dim=1).values
-            selection_gaps.append(((chosen - own).abs() / (1.0 + own.abs())).max().item())
+            selection_gaps.append(selection_gap(best.numpy(), selected))
             lift = torch.zeros_like(best).scatter_(1, index, float(best.max() - best.min()) + 1.0)
             return logits + lift.unsqueeze(-1)
 
