@@ -23,7 +23,7 @@ from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
 from detr_ros.ros.image_conversion import ImageMessageError
 from detr_ros.ros.stamp_sync import StampBuffer
-from detr_ros.runtime.depth import depth_in_metres, locate_boxes
+from detr_ros.runtime.depth import locate_boxes
 from detr_ros.runtime.tracking import Tracker, TrackerSettings
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -143,8 +143,9 @@ class Perception:
         found = depth_camera.frames.nearest(stamp_ns, self._tolerance_ns, self._wait_s)
         if found is None:
             return
-        placed = locate_boxes(depth_in_metres(*found), detections.boxes, depth_camera.intrinsics,
-                              image_size=image_size)
+        depth, encoding = found
+        placed = locate_boxes(depth, detections.boxes, depth_camera.intrinsics, image_size=image_size,
+                              encoding=encoding)
         ids = ids if ids is not None else [""] * len(detections)
         message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
                                            class_id_format)
