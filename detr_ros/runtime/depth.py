@@ -164,13 +164,14 @@ def _sample_inner_parts(depth, encoding, boxes, settings):
     return readings.reshape(len(boxes), -1)
 
 
-def _run_quantile(ordered, start, size, q):
-    """The q-quantile [n] of each row's run ordered[row, start:start + size] (sorted; numpy's linear rule)."""
-    position = start + q * (size - 1)
+def _run_quantiles(ordered, start, size, qs):
+    """The qs-quantiles [n, len(qs)] of each row's run ordered[row, start:start + size] (sorted; numpy's
+    linear rule)."""
+    position = start[:, None] + np.asarray(qs)[None, :] * (size[:, None] - 1)
     below = np.floor(position).astype(np.intp)
-    above = np.minimum(below + 1, start + size - 1)
-    rows = np.arange(len(ordered))
-    return ordered[rows, below] + (ordered[rows, above] - ordered[rows, below]) * (position - below)
+    above = np.minimum(below + 1, (start + size - 1)[:, None])
+    low, high = np.take_along_axis(ordered, below, axis=1), np.take_along_axis(ordered, above, axis=1)
+    return low + (high - low) * (position - below)
 
 
 def nearest_surfaces(readings, settings):
@@ -190,10 +191,8 @@ def nearest_surfaces(readings, settings):
     chosen = np.argmax(large, axis=1)
     start = np.argmax(surface == chosen[:, None], axis=1)
     size = np.maximum(counts[np.arange(len(ordered)), chosen], 1)
-    distances = np.where(found, _run_quantile(ordered, start, size, 0.5), np.nan)
-    spreads = np.where(found, _run_quantile(ordered, start, size, 0.9) - _run_quantile(ordered, start, size, 0.1),
-                       np.nan)
-    return distances, spreads
+    low, median, high = np.where(found[:, None], _run_quantiles(ordered, start, size, (0.1, 0.5, 0.9)), np.nan).T
+    return median, high - low
 
 
 def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encoding="32FC1"):
