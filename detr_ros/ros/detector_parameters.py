@@ -89,8 +89,8 @@ PARAMETERS = (
                   read_only=False, choices=CLASS_ID_FORMATS),
     ParameterSpec("frame_id", "", "frame_id for the outputs; empty: the source image's frame_id", read_only=False),
     ParameterSpec("tracking", False, "track objects per camera: Detection2D.id carries a track id, stable while the "
-                  "object is tracked and never reused; empty until a new track is confirmed"),
-    ParameterSpec("tracking_low_score", 0.1, "tracking: weakest detection that may continue a track (also "
+                  "object is tracked and never reused; empty where a detection continues or starts no track"),
+    ParameterSpec("tracking_low_score", 0.2, "tracking: weakest detection that may continue a track (also "
                   "published then)", low=0.0, high=1.0),
     ParameterSpec("tracking_lost_timeout_s", 1.0, "tracking: how long a track survives without its object",
                   low=0.01, high=3600.0),
