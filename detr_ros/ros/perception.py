@@ -37,9 +37,9 @@ def tracker_settings(values):
 
 
 def depth_topics_for(depth_topics, num_cameras):
-    """One depth topic (or None) per camera from the ``depth_topics`` parameter: empty, or one entry a camera
-    ("" for a camera without depth)."""
-    if not depth_topics:
+    """One depth topic (or None) per camera from the ``depth_topics`` parameter: empty (or blank entries only),
+    or one entry a camera ("" for a camera without depth)."""
+    if not any(topic.strip() for topic in depth_topics or ()):
         return [None] * num_cameras
     if len(depth_topics) != num_cameras:
         raise ConfigError(f"depth_topics: {len(depth_topics)} entries for {num_cameras} image_topics; expected one "

@@ -21,6 +21,7 @@ from detr_ros.ros.detector_parameters import (
 )
 from detr_ros.ros.image_conversion import decode_image_message
 from detr_ros.ros.parameters import unknown_parameters
+from detr_ros.ros.perception import depth_topics_for
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
 from detr_ros.runtime.drawing import draw_detections
@@ -153,6 +154,15 @@ def test_parameter_types_as_ros_tools_send_them():
     assert SPECS["max_detections"].problem(2.0) is not None and SPECS["max_detections"].problem(True) is not None
     assert SPECS["publish_debug_image"].problem("true") == "got 'true', expected true or false"
     assert SPECS["providers"].problem(None) is not None, "only a list that starts unset may be unset"
+
+
+def test_depth_topics_keep_a_blank_entry_for_a_camera_without_depth():
+    given = SPECS["depth_topics"].normalized(["front/depth/image_raw", ""])
+    assert depth_topics_for(given, 2) == ["front/depth/image_raw", None]
+    for cleared in ([], [""], ["", ""], None):
+        assert depth_topics_for(SPECS["depth_topics"].normalized(cleared), 2) == [None, None], cleared
+    with pytest.raises(ConfigError, match="depth_topics: 1 entries for 2 image_topics"):
+        depth_topics_for(["front/depth/image_raw"], 2)
 
 
 def test_unknown_parameters_are_named_with_the_nearest_known_one():
