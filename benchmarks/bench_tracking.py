@@ -26,7 +26,7 @@ import numpy as np
 from results import headline, write_result
 
 from detr_ros.runtime import Detector
-from detr_ros.runtime.depth import locate_boxes
+from detr_ros.runtime.depth import TrackPlacer, locate_boxes
 from detr_ros.runtime.detections import DEFAULT_SCORE_THRESHOLD, Detections
 from detr_ros.runtime.tracking import Tracker, iou_matrix
 from detr_ros.synthetic.dataset import synthesize
@@ -82,7 +82,8 @@ def per_frame_cost(model, frames, objects=30):
     depth_mm = [depth_image_message(Header(), frame.depth_m, "16UC1") for frame in rendered]
     detector = Detector(model)
     detector.detect(rendered[0].bgr, "bgr")  # warm-up
-    tracker, writer_2d, writer_3d = Tracker(), messages.DetectionArrayWriter(), spatial_messages.Detection3DArrayWriter()
+    tracker, placer = Tracker(), TrackPlacer()
+    writer_2d, writer_3d = messages.DetectionArrayWriter(), spatial_messages.Detection3DArrayWriter()
     node_ms, added_ms, markers_ms, counts = [], [], [], []
     names = list(detector.class_names)
     header = Header(frame_id="camera")
@@ -104,9 +105,9 @@ def per_frame_cost(model, frames, objects=30):
             node_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
             published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
-            placed = locate_boxes(depth, published.boxes, video.intrinsics, encoding=encoding)
-            message = writer_3d.fill(header, placed, published.scores, published.class_ids,
-                                     [str(i) for i in track_ids.tolist()], names)
+            ids = [str(i) if i else "" for i in track_ids.tolist()]
+            placed = placer.locate(depth, published.boxes, ids, video.intrinsics, encoding=encoding)
+            message = writer_3d.fill(header, placed, published.scores, published.class_ids, ids, names)
             publish_3d(message)
             added_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()

@@ -23,7 +23,7 @@ from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
 from detr_ros.ros.image_conversion import ImageMessageError
 from detr_ros.ros.stamp_sync import StampBuffer
-from detr_ros.runtime.depth import locate_boxes
+from detr_ros.runtime.depth import TrackPlacer
 from detr_ros.runtime.tracking import Tracker, TrackerSettings
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -59,6 +59,7 @@ class _DepthCamera:
     markers: object
     namespace: str
     writer: spatial_messages.Detection3DArrayWriter
+    placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
 
 
@@ -85,7 +86,8 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter())
+                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter(),
+                              placer=TrackPlacer())
         self._endpoints += [camera.detections_3d, camera.markers]
 
         def on_depth(msg):
@@ -144,9 +146,9 @@ class Perception:
         if found is None:
             return
         depth, encoding = found
-        placed = locate_boxes(depth, detections.boxes, depth_camera.intrinsics, image_size=image_size,
-                              encoding=encoding)
         ids = ids if ids is not None else [""] * len(detections)
+        placed = depth_camera.placer.locate(depth, detections.boxes, ids, depth_camera.intrinsics, image_size,
+                                            encoding)
         message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
                                            class_id_format)
         depth_camera.detections_3d.publish(message)

@@ -174,36 +174,49 @@ def _run_quantiles(ordered, start, size, qs):
     return low + (high - low) * (position - below)
 
 
-def nearest_surfaces(readings, settings):
-    """Distance (median) and depth spread (10th to 90th percentile) [n] each of the nearest surface in each
-    row of readings [n, m] (metres, NaN: none): the nearest run of depths without a gap above
-    ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings. NaN where there is none."""
+def object_surfaces(readings, settings, expected=None):
+    """Distance (median) and depth spread (10th to 90th percentile) [n] each of the object's surface in each
+    row of readings [n, m] (metres, NaN: none). A surface is a run of depths without a gap above
+    ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings; the object's is the one whose
+    median is nearest ``expected`` [n] (metres; 0, the default: the surface nearest the camera). NaN where
+    there is none."""
     ordered = np.sort(readings, axis=1)  # NaN last
-    valid = np.isfinite(ordered)
-    # Surface number of each reading: a new surface starts after each gap.
-    gaps = np.diff(ordered, axis=1) > settings.surface_gap * ordered[:, 1:]
-    surface = np.concatenate([np.zeros((len(ordered), 1), np.intp), np.cumsum(gaps, axis=1)], axis=1)
-    width = ordered.shape[1]
-    flat = (surface + np.arange(len(ordered))[:, None] * width)[valid]
-    counts = np.bincount(flat, minlength=len(ordered) * width).reshape(len(ordered), width)
-    large = (counts >= settings.min_surface_fraction * valid.sum(axis=1, keepdims=True)) & (counts > 0)
-    found = large.any(axis=1)
-    chosen = np.argmax(large, axis=1)
-    start = np.argmax(surface == chosen[:, None], axis=1)
-    size = np.maximum(counts[np.arange(len(ordered)), chosen], 1)
-    low, median, high = np.where(found[:, None], _run_quantiles(ordered, start, size, (0.1, 0.5, 0.9)), np.nan).T
-    return median, high - low
+    rows, width = ordered.shape
+    count = np.count_nonzero(np.isfinite(ordered), axis=1)
+    # Runs over the readings of all rows end to end: a run starts at a row's first reading and after each gap.
+    starts = np.arange(width) < count[:, None]
+    starts[:, 1:] &= np.diff(ordered, axis=1) > settings.surface_gap * ordered[:, 1:]
+    first = np.flatnonzero(starts)  # [runs] flat index of each run's first reading, rows in order
+    run_row = first // width
+    # A run ends where the next one starts, or at its row's last reading.
+    end = np.minimum(np.append(first[1:], rows * width), run_row * width + count[run_row])
+    size = end - first
+    start = first - run_row * width
+    medians = _run_quantiles(ordered[run_row], start, size, (0.5,))[:, 0]
+    target = np.zeros(rows) if expected is None else np.asarray(expected, np.float64)
+    mismatch = np.where(size >= settings.min_surface_fraction * count[run_row], np.abs(medians - target[run_row]),
+                        np.inf)
+    # Each row's best run: runs sorted by row, then by mismatch (ties: the nearer, which comes first).
+    order = np.lexsort((mismatch, run_row))
+    best = order[np.flatnonzero(np.diff(run_row[order], prepend=-1))]
+    best = best[np.isfinite(mismatch[best])]
+    distances, spreads = np.full(rows, np.nan), np.full(rows, np.nan)
+    low, distances[run_row[best]], high = _run_quantiles(ordered[run_row[best]], start[best], size[best],
+                                                          (0.1, 0.5, 0.9)).T
+    spreads[run_row[best]] = high - low
+    return distances, spreads
 
 
-def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encoding="32FC1"):
+def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encoding="32FC1", expected=None):
     """Place image boxes in 3D with an aligned depth image.
 
     depth: [H, W] in ``encoding`` (depth_in_metres: uint16 millimetres, or float32 metres with NaN,
     inf or 0 where there is no reading); boxes: [n, 4] xyxy pixel
     edges in the colour image, of ``image_size`` (width, height) when it differs from the depth
-    image's (aligned, other resolution); intrinsics: the depth image's. The centre is the box
-    centre back-projected to the nearest surface's median depth; the size is the box's extent at
-    that depth and the surface's depth spread (10th to 90th percentile). Returns BoxesIn3D.
+    image's (aligned, other resolution); intrinsics: the depth image's; expected: [n] distances
+    (metres) the boxes' objects were last placed at, 0 where unknown (object_surfaces). The centre is
+    the box centre back-projected to the object surface's median depth; the size is the box's extent
+    at that depth and the surface's depth spread (10th to 90th percentile). Returns BoxesIn3D.
     """
     settings = settings or DepthSettings()
     height, width = depth.shape
@@ -211,7 +224,8 @@ def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encod
     if image_size is not None and tuple(image_size) != (width, height):
         boxes = boxes * np.array([width / image_size[0], height / image_size[1]] * 2)
     if len(boxes):
-        distances, spreads = nearest_surfaces(_sample_inner_parts(depth, encoding, boxes, settings), settings)
+        distances, spreads = object_surfaces(_sample_inner_parts(depth, encoding, boxes, settings), settings,
+                                             expected)
     else:
         distances, spreads = np.zeros(0), np.zeros(0)
     u, v = box_centres(boxes)
@@ -219,3 +233,26 @@ def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encod
     sizes = np.stack([(boxes[:, 2] - boxes[:, 0]) * distances / intrinsics.fx,
                       (boxes[:, 3] - boxes[:, 1]) * distances / intrinsics.fy, spreads], axis=1)
     return BoxesIn3D(centres=centres, sizes=sizes, valid=np.isfinite(distances))
+
+
+class TrackPlacer:
+    """locate_boxes for one camera's frames in order, each tracked box read at the surface nearest to where
+    its track was placed the frame before.
+
+    A box may hold two objects at a time (the model sometimes answers two overlapping objects with
+    one box, and that box continues one of their tracks); the nearest surface would then move the
+    track to the nearer object for those frames. A track's own last distance tells which is its.
+    """
+
+    def __init__(self, settings=None):
+        self.settings = settings or DepthSettings()
+        self._last_distances = {}  # track id -> metres, of the previous frame's placed tracks
+
+    def locate(self, depth, boxes, ids, intrinsics, image_size=None, encoding="32FC1"):
+        """locate_boxes of ``boxes`` [n, 4] with their track ids [n] (falsy, e.g. "" or 0: untracked);
+        returns BoxesIn3D."""
+        expected = [self._last_distances.get(track_id, 0.0) if track_id else 0.0 for track_id in ids]
+        placed = locate_boxes(depth, boxes, intrinsics, self.settings, image_size, encoding, expected)
+        self._last_distances = {track_id: distance for track_id, distance, valid
+                                in zip(ids, placed.centres[:, 2].tolist(), placed.valid.tolist()) if track_id and valid}
+        return placed

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from detr_ros.errors import ConfigError
-from detr_ros.runtime.depth import CameraIntrinsics, DepthSettings, depth_in_metres, locate_boxes
+from detr_ros.runtime.depth import CameraIntrinsics, DepthSettings, TrackPlacer, depth_in_metres, locate_boxes
 from detr_ros.synthetic.video import SceneVideo
 
 # Exact boxes on the exact depth image leave only float32 rounding (relative 6e-8) of the depths.
@@ -53,6 +53,21 @@ def test_an_object_partly_hidden_by_a_nearer_one_is_placed_at_its_own_distance()
     depth[150:400, 180:260] = 2.0  # ...behind a post 2 m away covering its middle, the post's box alone
     found = locate_boxes(depth, [[100, 100, 300, 300], [180, 150, 260, 400]], intrinsics)
     assert found.centres[:, 2] == pytest.approx([5.0, 2.0])
+
+
+def test_a_track_whose_box_takes_in_a_nearer_object_stays_at_its_own_distance():
+    intrinsics = CameraIntrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)
+    alone = np.full((480, 640), 8.0, np.float32)
+    alone[100:300, 100:300] = 5.0  # a square 5 m away
+    passing = alone.copy()
+    passing[180:300, 160:300] = 3.0  # a nearer object, not detected on its own, inside the square's box
+    box = [[100, 100, 300, 300]]
+    placer = TrackPlacer()
+    assert placer.locate(alone, box, ["7"], intrinsics).centres[0, 2] == pytest.approx(5.0)
+    assert placer.locate(passing, box, ["7"], intrinsics).centres[0, 2] == pytest.approx(5.0)
+    # Without a track to go by, the nearest surface is taken.
+    assert placer.locate(passing, box, [""], intrinsics).centres[0, 2] == pytest.approx(3.0)
+    assert locate_boxes(passing, box, intrinsics).centres[0, 2] == pytest.approx(3.0)
 
 
 def test_millimetre_depth_is_read_where_sampled_as_metres_are():
