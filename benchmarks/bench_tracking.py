@@ -84,6 +84,7 @@ def per_frame_cost(model, frames, objects=30):
     detector.detect(rendered[0].bgr, "bgr")  # warm-up
     tracker, placer = Tracker(), TrackPlacer()
     writer_2d, writer_3d = messages.DetectionArrayWriter(), spatial_messages.Detection3DArrayWriter()
+    marker_writer = spatial_messages.MarkerArrayWriter("bench")
     node_ms, added_ms, markers_ms, counts = [], [], [], []
     names = list(detector.class_names)
     header = Header(frame_id="camera")
@@ -111,7 +112,7 @@ def per_frame_cost(model, frames, objects=30):
             publish_3d(message)
             added_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
-            publish_markers(spatial_messages.marker_array(header, message, names, "bench"))
+            publish_markers(marker_writer.fill(header, message, names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
             counts.append(len(boxes))
     finally:

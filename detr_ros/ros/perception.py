@@ -57,8 +57,8 @@ class _DepthCamera:
     frames: StampBuffer
     detections_3d: object  # publishers
     markers: object
-    namespace: str
     writer: spatial_messages.Detection3DArrayWriter
+    marker_writer: spatial_messages.MarkerArrayWriter
     placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
 
@@ -86,7 +86,8 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter(),
+                              writer=spatial_messages.Detection3DArrayWriter(),
+                              marker_writer=spatial_messages.MarkerArrayWriter(camera_topics.image),
                               placer=TrackPlacer())
         self._endpoints += [camera.detections_3d, camera.markers]
 
@@ -153,5 +154,4 @@ class Perception:
                                            class_id_format)
         depth_camera.detections_3d.publish(message)
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(spatial_messages.marker_array(header, message, class_names,
-                                                                       depth_camera.namespace))
+            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, message, class_names))
