@@ -31,5 +31,5 @@ def test_video_and_bag_objects_keep_one_track_id_each(tmp_path):
                 ids.setdefault((image["file_name"], truth[row].track_id), []).append(results[column]["track_id"])
     assert {stream for stream, _ in ids} == {f"{bag}:/cam/image_raw", str(video)}
     for key, track_ids in ids.items():
-        # Unconfirmed (0) only on an object's first frame; one id for the rest of the clip.
+        # No id (0) at most on an object's first frame; one id for the rest of the clip.
         assert track_ids.count(0) <= 1 and len(set(track_ids) - {0}) == 1, (key, track_ids)

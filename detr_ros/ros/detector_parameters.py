@@ -89,8 +89,8 @@ PARAMETERS = (
                   read_only=False, choices=CLASS_ID_FORMATS),
     ParameterSpec("frame_id", "", "frame_id for the outputs; empty: the source image's frame_id", read_only=False),
     ParameterSpec("tracking", False, "track objects per camera: Detection2D.id carries a track id, stable while the "
-                  "object is tracked and never reused; empty until a new track is confirmed"),
-    ParameterSpec("tracking_low_score", 0.1, "tracking: weakest detection that may continue a track (also "
+                  "object is tracked and never reused; empty where a detection continues or starts no track"),
+    ParameterSpec("tracking_low_score", 0.2, "tracking: weakest detection that may continue a track (also "
                   "published then)", low=0.0, high=1.0),
     ParameterSpec("tracking_lost_timeout_s", 1.0, "tracking: how long a track survives without its object",
                   low=0.01, high=3600.0),
@@ -98,7 +98,7 @@ PARAMETERS = (
                   "backwards (a replayed bag), drop every track", low=0.01, high=3600.0),
     ParameterSpec("depth_topics", STRING_ARRAY, "aligned depth images (16UC1 mm or 32FC1 m), one per camera in "
                   "image_topics order ('' for none), each with camera_info beside it; a camera with depth also "
-                  "publishes <ns>/detections_3d and <ns>/markers; unset or empty: no 3D"),
+                  "publishes <ns>/detections_3d and <ns>/markers; unset or empty: no 3D", per_camera=True),
     ParameterSpec("depth_tolerance_s", 0.02, "largest stamp difference between a colour frame and its depth frame",
                   low=0.0, high=1.0),
     ParameterSpec("depth_wait_s", 0.1, "how long a frame whose depth has not come yet waits for it (the next "

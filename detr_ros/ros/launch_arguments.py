@@ -48,6 +48,20 @@ DETECTOR_ARGUMENTS = (
     LaunchArgument("qos_reliability", "", "input QoS reliability: best_effort or reliable; empty: as in params_file",
                    "qos_reliability"),
     LaunchArgument("publish_debug_image", "", "true or false; empty: as in params_file", "publish_debug_image"),
+    LaunchArgument("tracking", "", "true: Detection2D.id carries a track id per camera; empty: as in params_file",
+                   "tracking"),
+    LaunchArgument("tracking_low_score", "", "weakest detection that may continue a track, 0..1; empty: as in "
+                   "params_file", "tracking_low_score"),
+    LaunchArgument("tracking_lost_timeout_s", "", "seconds a track survives without its object; empty: as in "
+                   "params_file", "tracking_lost_timeout_s"),
+    LaunchArgument("tracking_reset_gap_s", "", "a pause between frames longer than this (seconds) drops every track; "
+                   "empty: as in params_file", "tracking_reset_gap_s"),
+    LaunchArgument("depth_topics", "", "aligned depth image topics, one per camera in image_topics order ('' for "
+                   "none), a YAML list or a single topic; \"[]\": none; empty: as in params_file", "depth_topics"),
+    LaunchArgument("depth_tolerance_s", "", "largest stamp difference between a colour frame and its depth frame "
+                   "(seconds); empty: as in params_file", "depth_tolerance_s"),
+    LaunchArgument("depth_wait_s", "", "how long a frame waits for its depth frame (seconds); empty: as in "
+                   "params_file", "depth_wait_s"),
     LaunchArgument("use_sim_time", "false", "true: stamp diagnostics and label_info with /clock", "use_sim_time"),
     LaunchArgument("namespace", "", "namespace of the node and its topics"),
     LaunchArgument("node_name", NODE_NAME, "name of the node, which `ros2 param` and `ros2 node` use"),
@@ -119,9 +133,11 @@ def detector_launch(given):
             cameras_from(overrides["image_topics"], overrides.get("compressed", False))
         except ConfigError as error:
             raise ConfigError(f"launch argument {error}") from None
-    if overrides.get("classes") == []:
-        # launch_ros cannot give the node the type of an empty list; a blank entry means the same (all).
-        overrides["classes"] = [""]
+    for name in ("classes", "depth_topics"):
+        if overrides.get(name) == []:
+            # launch_ros cannot give the node the type of an empty list; a blank entry means the same
+            # (every class; no depth for the camera).
+            overrides[name] = [""]
     if values["log_level"] not in LOG_LEVELS:
         raise ConfigError(f"launch argument log_level:={values['log_level']!r}, expected one of {', '.join(LOG_LEVELS)}")
     if not values["node_name"]:

@@ -27,7 +27,9 @@ STRING_ARRAY = "string_array"  # marks a list parameter declared without a defau
 class ParameterSpec:
     """One parameter: its default decides the ROS type (STRING_ARRAY: a list that starts unset).
 
-    low/high: inclusive range of a number; choices: allowed strings (for a list, of each item).
+    low/high: inclusive range of a number; choices: allowed strings (for a list, of each item);
+    per_camera: a list whose entries go with image_topics' by position, so a blank entry (a camera
+    without) is kept rather than dropped.
     """
 
     name: str
@@ -37,6 +39,7 @@ class ParameterSpec:
     low: object = None
     high: object = None
     choices: tuple = ()
+    per_camera: bool = False
 
     def allowed(self):
         """The allowed values in words, for error messages and the parameter descriptor."""
@@ -75,7 +78,7 @@ class ParameterSpec:
     def normalized(self, value):
         """The value as the node uses it: a float for a float parameter, a list without blank entries."""
         if self.is_list:
-            return [v for v in value or () if v.strip()]
+            return [v for v in value or () if self.per_camera or v.strip()]
         if isinstance(self.default, float):
             return float(value)
         return value

@@ -23,7 +23,7 @@ from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
 from detr_ros.ros.image_conversion import ImageMessageError
 from detr_ros.ros.stamp_sync import StampBuffer
-from detr_ros.runtime.depth import depth_in_metres, locate_boxes
+from detr_ros.runtime.depth import TrackPlacer
 from detr_ros.runtime.tracking import Tracker, TrackerSettings
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -37,9 +37,9 @@ def tracker_settings(values):
 
 
 def depth_topics_for(depth_topics, num_cameras):
-    """One depth topic (or None) per camera from the ``depth_topics`` parameter: empty, or one entry a camera
-    ("" for a camera without depth)."""
-    if not depth_topics:
+    """One depth topic (or None) per camera from the ``depth_topics`` parameter: empty (or blank entries only),
+    or one entry a camera ("" for a camera without depth)."""
+    if not any(topic.strip() for topic in depth_topics or ()):
         return [None] * num_cameras
     if len(depth_topics) != num_cameras:
         raise ConfigError(f"depth_topics: {len(depth_topics)} entries for {num_cameras} image_topics; expected one "
@@ -57,8 +57,9 @@ class _DepthCamera:
     frames: StampBuffer
     detections_3d: object  # publishers
     markers: object
-    namespace: str
     writer: spatial_messages.Detection3DArrayWriter
+    marker_writer: spatial_messages.MarkerArrayWriter
+    placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
 
 
@@ -85,7 +86,9 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              namespace=camera_topics.image, writer=spatial_messages.Detection3DArrayWriter())
+                              writer=spatial_messages.Detection3DArrayWriter(),
+                              marker_writer=spatial_messages.MarkerArrayWriter(camera_topics.image),
+                              placer=TrackPlacer())
         self._endpoints += [camera.detections_3d, camera.markers]
 
         def on_depth(msg):
@@ -143,12 +146,12 @@ class Perception:
         found = depth_camera.frames.nearest(stamp_ns, self._tolerance_ns, self._wait_s)
         if found is None:
             return
-        placed = locate_boxes(depth_in_metres(*found), detections.boxes, depth_camera.intrinsics,
-                              image_size=image_size)
+        depth, encoding = found
         ids = ids if ids is not None else [""] * len(detections)
+        placed = depth_camera.placer.locate(depth, detections.boxes, ids, depth_camera.intrinsics, image_size,
+                                            encoding)
         message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
                                            class_id_format)
         depth_camera.detections_3d.publish(message)
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(spatial_messages.marker_array(header, message, class_names,
-                                                                       depth_camera.namespace))
+            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, message, class_names))

@@ -62,31 +62,50 @@ def detection_3d_array(header, placed, scores, class_ids, ids, class_names, clas
     return Detection3DArrayWriter().fill(header, placed, scores, class_ids, ids, class_names, class_id_format)
 
 
-def marker_array(header, detections_3d, class_names, namespace):
-    """MarkerArray for rviz: a translucent box per Detection3D and a label (class and id) above it.
+class MarkerArrayWriter:
+    """Fills one MarkerArray for rviz again and again, reusing its markers (as Detection3DArrayWriter does,
+    and for the same reason): a translucent box per Detection3D and a label (class and id) above it, in
+    ``namespace``. The first marker deletes the previous frame's, so only the current detections show."""
 
-    The first marker deletes the previous frame's, so only the current detections are shown.
-    """
-    markers = [Marker(header=header, ns=namespace, action=Marker.DELETEALL)]
-    for index, detection in enumerate(detections_3d.detections):
-        hypothesis = detection.results[0].hypothesis
-        label = hypothesis.class_id
-        class_index = int(label) if label.isdigit() else (class_names.index(label) if label in class_names else 0)
-        red, green, blue = (channel / 255.0 for channel in class_colour(class_index))
-        box = Marker(header=header, ns=namespace, id=2 * index, type=Marker.CUBE, action=Marker.ADD,
-                     pose=detection.bbox.center, lifetime=MARKER_LIFETIME)
-        box.scale.x, box.scale.y = detection.bbox.size.x, detection.bbox.size.y
-        box.scale.z = max(detection.bbox.size.z, 0.01)  # a flat object still shows
-        box.color.r, box.color.g, box.color.b, box.color.a = red, green, blue, _BOX_ALPHA
-        name = class_names[class_index] if label.isdigit() and class_index < len(class_names) else label
-        text = Marker(header=header, ns=namespace, id=2 * index + 1, type=Marker.TEXT_VIEW_FACING,
-                      action=Marker.ADD, lifetime=MARKER_LIFETIME,
-                      text=f"{name} #{detection.id}" if detection.id else name)
-        text.pose.position.x = detection.bbox.center.position.x
-        text.pose.position.y = detection.bbox.center.position.y - detection.bbox.size.y / 2.0 - _TEXT_HEIGHT_M
-        text.pose.position.z = detection.bbox.center.position.z
-        text.pose.orientation.w = 1.0
-        text.scale.z = _TEXT_HEIGHT_M
-        text.color.r = text.color.g = text.color.b = text.color.a = 1.0
-        markers += [box, text]
-    return MarkerArray(markers=markers)
+    def __init__(self, namespace):
+        self._namespace = namespace
+        self._delete_all = Marker(ns=namespace, action=Marker.DELETEALL)
+        self._pairs = []  # (box, label) markers of the detection at that index
+        self._message = MarkerArray()
+
+    def _new_pair(self, index):
+        box = Marker(ns=self._namespace, id=2 * index, type=Marker.CUBE, action=Marker.ADD, lifetime=MARKER_LIFETIME)
+        box.color.a = _BOX_ALPHA
+        label = Marker(ns=self._namespace, id=2 * index + 1, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                       lifetime=MARKER_LIFETIME)
+        label.pose.orientation.w = 1.0
+        label.scale.z = _TEXT_HEIGHT_M
+        label.color.r = label.color.g = label.color.b = label.color.a = 1.0
+        return box, label
+
+    def fill(self, header, detections_3d, class_names):
+        """The MarkerArray of a Detection3DArray (Detection3DArrayWriter.fill's), valid until the next call."""
+        detections = detections_3d.detections
+        while len(self._pairs) < len(detections):
+            self._pairs.append(self._new_pair(len(self._pairs)))
+        self._delete_all.header = header
+        markers = [self._delete_all]
+        for (box, label), detection in zip(self._pairs, detections):
+            hypothesis_label = detection.results[0].hypothesis.class_id
+            known = hypothesis_label.isdigit()
+            class_index = int(hypothesis_label) if known else (
+                class_names.index(hypothesis_label) if hypothesis_label in class_names else 0)
+            box.header = label.header = header
+            box.pose = detection.bbox.center
+            box.scale.x, box.scale.y = detection.bbox.size.x, detection.bbox.size.y
+            box.scale.z = max(detection.bbox.size.z, 0.01)  # a flat object still shows
+            box.color.r, box.color.g, box.color.b = (channel / 255.0 for channel in class_colour(class_index))
+            name = class_names[class_index] if known and class_index < len(class_names) else hypothesis_label
+            label.text = f"{name} #{detection.id}" if detection.id else name
+            position = detection.bbox.center.position
+            label.pose.position.x = position.x
+            label.pose.position.y = position.y - detection.bbox.size.y / 2.0 - _TEXT_HEIGHT_M
+            label.pose.position.z = position.z
+            markers += [box, label]
+        self._message.markers = markers
+        return self._message

@@ -25,7 +25,7 @@ def boxes_to_measurements(boxes):
 
 def _size(measurements):
     """[n] box size (geometric mean of w and h, at least 1 px) that scales the noise."""
-    return np.sqrt(np.clip(measurements[:, 2], 1.0, None) * np.clip(measurements[:, 3], 1.0, None))
+    return np.sqrt(np.maximum(measurements[:, 2], 1.0) * np.maximum(measurements[:, 3], 1.0))
 
 
 class BoxKalman:
@@ -82,7 +82,7 @@ class BoxKalman:
         self.pv = self.pv + dt_s * self.vv
         self.vv = self.vv + (_VELOCITY_STD * size) ** 2 * frames
         # A box cannot shrink below a pixel however fast it was shrinking.
-        self.means[:, 2:] = np.clip(self.means[:, 2:], 1.0, None)
+        np.maximum(self.means[:, 2:], 1.0, out=self.means[:, 2:])
 
     def update(self, rows, boxes):
         """Correct the filters at ``rows`` (indices [m]) with measured boxes (xyxy [m, 4] pixels)."""

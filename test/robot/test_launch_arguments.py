@@ -19,7 +19,9 @@ CONFIG = REPO_ROOT / "config" / "detector.yaml"
 def test_every_commonly_set_parameter_has_a_described_launch_argument():
     names = {argument.name for argument in DETECTOR_ARGUMENTS}
     assert {"model", "image_topics", "score_threshold", "classes", "qos_reliability", "namespace", "node_name",
-            "use_sim_time", "log_level", "params_file", "respawn"} <= names
+            "use_sim_time", "log_level", "params_file", "respawn", "tracking", "depth_topics"} <= names
+    # Every tracking and 3D parameter, as the other parameters, can be set at launch.
+    assert {name for name in SPECS if name.startswith(("tracking", "depth_"))} <= names
     assert all(len(argument.description) > 20 for argument in DETECTOR_ARGUMENTS + DEMO_ARGUMENTS)
     assert {a.parameter for a in DETECTOR_ARGUMENTS if a.parameter} <= set(SPECS) | {"use_sim_time"}
 
@@ -64,6 +66,19 @@ def test_given_arguments_become_checked_parameter_values():
     assert node.arguments[-1] == "debug"
 
 
+def test_tracking_and_depth_arguments_become_checked_parameter_values():
+    node = detector_launch({"image_topics": "[/front/image_raw, /rear/image_raw]", "tracking": "true",
+                            "tracking_low_score": "0.3", "tracking_lost_timeout_s": "2", "tracking_reset_gap_s": "10",
+                            "depth_topics": "[/front/depth/image_raw, '']", "depth_tolerance_s": "0.05",
+                            "depth_wait_s": "0"})
+    overrides = node.parameters[1]
+    assert {name: overrides[name] for name in overrides if name.startswith(("tracking", "depth_"))} == {
+        "tracking": True, "tracking_low_score": 0.3, "tracking_lost_timeout_s": 2.0, "tracking_reset_gap_s": 10.0,
+        "depth_topics": ["/front/depth/image_raw", ""], "depth_tolerance_s": 0.05, "depth_wait_s": 0.0}
+    assert detector_launch({"depth_topics": "/camera/depth/image_raw"}).parameters[1]["depth_topics"] == [
+        "/camera/depth/image_raw"]
+
+
 @pytest.mark.parametrize("given, reason", [
     ({"params_file": "/nonexistent/detector.yaml"}, "params_file: /nonexistent/detector.yaml does not exist"),
     ({"image_topics": "[]"}, "image_topics: empty, expected at least one image topic"),
@@ -77,6 +92,11 @@ def test_given_arguments_become_checked_parameter_values():
     ({"log_level": "loud"}, "log_level:='loud', expected one of debug"),
     ({"respawn": "always"}, "respawn:='always', expected true or false"),
     ({"node_name": ""}, "node_name is empty"),
+    ({"tracking": "sometimes"}, "tracking: got 'sometimes', expected true or false"),
+    ({"tracking_low_score": "2"}, "tracking_low_score: got 2"),
+    ({"tracking_lost_timeout_s": "0"}, "tracking_lost_timeout_s: got 0"),
+    ({"depth_topics": "[1, 2]"}, "depth_topics: got [1, 2], expected a list of strings"),
+    ({"depth_wait_s": "long"}, "depth_wait_s: got 'long'"),
 ])
 def test_mistakes_stop_the_launch_naming_the_argument(given, reason):
     with pytest.raises(ConfigError, match="launch argument") as raised:
@@ -85,9 +105,11 @@ def test_mistakes_stop_the_launch_naming_the_argument(given, reason):
 
 
 def test_the_node_runs_on_what_the_launch_logic_gives_it(ros_env, tmp_path):
-    """As launch_ros would: the params file, then the overrides; "[]" for classes means every class."""
+    """As launch_ros would: the params file, then the overrides; "[]" for classes means every class, for
+    depth_topics no depth."""
     node = detector_launch({"classes": "[]", "score_threshold": "1", "image_topics": "/launch/image_raw",
-                            "node_name": "launched_detector", "log_level": "debug"})
+                            "node_name": "launched_detector", "log_level": "debug", "tracking": "true",
+                            "depth_topics": "[]"})
     params_file, overrides = node.parameters
     overrides_file = tmp_path / "overrides.yaml"
     overrides_file.write_text(yaml.safe_dump({node.name: {"ros__parameters": overrides}}))

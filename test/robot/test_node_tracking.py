@@ -49,7 +49,7 @@ def test_track_ids_stay_with_their_objects_across_frames(ros_env, ros_context, t
     assert len(ids_of_object) >= 3
     for object_id, ids in ids_of_object.items():
         confirmed = [i for i in ids if i]
-        # Only an object's first frame goes without an id (a track is confirmed on its second).
+        # At most an object's first frame goes without an id (its track may not have started yet).
         assert len(confirmed) >= len(ids) - 1, (object_id, ids)
         assert len(set(confirmed)) == 1, f"object {object_id} changed id: {ids}"
     owners = [set(i for i in ids if i) for ids in ids_of_object.values()]

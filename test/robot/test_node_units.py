@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import Header
 
 from detr_ros.errors import ConfigError
-from detr_ros.ros import messages
+from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.detector_parameters import (
     SPECS,
     camera_topics,
@@ -21,9 +21,11 @@ from detr_ros.ros.detector_parameters import (
 )
 from detr_ros.ros.image_conversion import decode_image_message
 from detr_ros.ros.parameters import unknown_parameters
+from detr_ros.ros.perception import depth_topics_for
 from detr_ros.ros.latest_frames import Frame, LatestFrames
 from detr_ros.ros.node_statistics import StreamStatistics
-from detr_ros.runtime.drawing import draw_detections
+from detr_ros.runtime.depth import BoxesIn3D
+from detr_ros.runtime.drawing import class_colour, draw_detections
 from detr_ros.runtime.providers import TensorRTOptions
 
 NAMES = ["bullseye", "checker_square", "ring"]
@@ -76,6 +78,25 @@ def test_detection_array_writer_reuses_detections_and_keeps_no_stale_ones():
     assert [d.bbox.center.position.x for d in third.detections] == [1.0, 15.0, 5.5]
     empty = writer.fill(header(sec=4), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES)
     assert empty.detections == [] and empty.header.stamp.sec == 4
+
+
+def test_marker_array_writer_reuses_markers_boxes_and_labels_the_current_detections():
+    writer, markers = spatial_messages.Detection3DArrayWriter(), spatial_messages.MarkerArrayWriter("cam/image")
+    placed = BoxesIn3D(centres=np.array([[0.5, 0.2, 3.0], [-1.0, 0.0, 5.0]]),
+                       sizes=np.array([[0.4, 0.6, 0.1], [1.0, 1.0, 0.0]]), valid=np.array([True, True]))
+    detections = writer.fill(header(sec=1), placed, np.array([0.9, 0.8]), np.array([2, 0]), ["4", ""], NAMES, "name")
+    first = markers.fill(header(sec=1), detections, NAMES)
+    delete_all, box, label = first.markers[:3]
+    assert delete_all.action == delete_all.DELETEALL and len(first.markers) == 5
+    assert (box.type, box.id, label.type, label.id) == (box.CUBE, 0, label.TEXT_VIEW_FACING, 1)
+    assert (box.pose.position.x, box.pose.position.z, box.scale.y, label.text) == (0.5, 3.0, 0.6, "ring #4")
+    assert (box.color.r, box.color.g, box.color.b) == pytest.approx([c / 255.0 for c in class_colour(2)])
+    assert first.markers[4].text == "bullseye" and first.markers[3].scale.z == 0.01  # a flat object still shows
+    one = BoxesIn3D(centres=placed.centres[1:], sizes=placed.sizes[1:], valid=placed.valid[1:])
+    second = markers.fill(header(sec=2), writer.fill(header(sec=2), one, np.array([0.7]), np.array([1]), ["9"],
+                                                     NAMES), NAMES)
+    assert len(second.markers) == 3 and second.markers[1] is box and second.markers[0].header.stamp.sec == 2
+    assert (box.pose.position.x, second.markers[2].text) == (-1.0, "checker_square #9")
 
 
 def test_label_info_maps_indices_to_names():
@@ -151,6 +172,15 @@ def test_parameter_types_as_ros_tools_send_them():
     assert SPECS["max_detections"].problem(2.0) is not None and SPECS["max_detections"].problem(True) is not None
     assert SPECS["publish_debug_image"].problem("true") == "got 'true', expected true or false"
     assert SPECS["providers"].problem(None) is not None, "only a list that starts unset may be unset"
+
+
+def test_depth_topics_keep_a_blank_entry_for_a_camera_without_depth():
+    given = SPECS["depth_topics"].normalized(["front/depth/image_raw", ""])
+    assert depth_topics_for(given, 2) == ["front/depth/image_raw", None]
+    for cleared in ([], [""], ["", ""], None):
+        assert depth_topics_for(SPECS["depth_topics"].normalized(cleared), 2) == [None, None], cleared
+    with pytest.raises(ConfigError, match="depth_topics: 1 entries for 2 image_topics"):
+        depth_topics_for(["front/depth/image_raw"], 2)
 
 
 def test_unknown_parameters_are_named_with_the_nearest_known_one():

@@ -105,7 +105,8 @@ def test_time_jumps_drop_every_track(next_stamp_ns):
         tracker.track(_frame([box]), step * FRAME_NS, HIGH)
     assert tracker.confirmed_count == 1
     _, ids = tracker.track(_frame([box]), 2 * FRAME_NS + next_stamp_ns, HIGH)
-    assert ids.tolist() == [0] and tracker.confirmed_count == 0
+    # The old track is gone: the same box starts a new one, with a new id.
+    assert ids.tolist() == [2] and tracker.confirmed_count == 1
 
 
 def test_settings_out_of_range_are_refused_by_name():
