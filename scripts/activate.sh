@@ -17,6 +17,28 @@ if [ ! -x "$_detr_ros_venv/bin/python" ]; then
     unset _detr_ros_root _detr_ros_venv
     return 1 2>/dev/null || exit 1
 fi
+# Leave the environment active before, if any (e.g. .venv when run_tests.sh enters .venv-jazzy from
+# `make shell`): its lib/ left on LD_LIBRARY_PATH would be loaded where this one lacks a library of
+# that name, mixing two distros' Fast DDS in one process.
+if [ -n "${VIRTUAL_ENV:-}" ] && [ "$VIRTUAL_ENV" != "$_detr_ros_venv" ]; then
+    _detr_ros_without() {  # PATH-like value, then the entries to drop
+        local entry kept="" entries
+        IFS=: read -ra entries <<< "$1"
+        for entry in "${entries[@]}"; do
+            [ "$entry" = "$2" ] || [ "$entry" = "$3" ] || kept="${kept:+$kept:}$entry"
+        done
+        printf '%s' "$kept"
+    }
+    for _detr_ros_variable in AMENT_PREFIX_PATH CMAKE_PREFIX_PATH LD_LIBRARY_PATH; do
+        if [ -n "${!_detr_ros_variable:-}" ]; then
+            export "$_detr_ros_variable=$(_detr_ros_without "${!_detr_ros_variable}" "$VIRTUAL_ENV" "$VIRTUAL_ENV/lib")"
+        fi
+    done
+    unset -f _detr_ros_without
+    unset _detr_ros_variable
+    # A wheels environment named its distro; a system ROS 2's ROS_DISTRO stays.
+    [ -z "${DETR_ROS_WHEELS_DISTRO:-}" ] || unset ROS_DISTRO DETR_ROS_WHEELS_DISTRO
+fi
 # shellcheck disable=SC1091
 . "$_detr_ros_venv/bin/activate"
 if [ -f "$VIRTUAL_ENV/.detr_ros_wheels_distro" ]; then

@@ -1,4 +1,5 @@
-"""The environment command is idempotent and fails loudly on an unsupported interpreter."""
+"""The environment command is idempotent and fails loudly on an unsupported interpreter; entering one
+environment leaves the one entered before."""
 
 import os
 import subprocess
@@ -6,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP = REPO_ROOT / "scripts" / "setup_env.sh"
+ACTIVATE = REPO_ROOT / "scripts" / "activate.sh"
 
 
 def _setup_env(*args, python=None):
@@ -40,3 +42,26 @@ def test_missing_interpreter_is_named():
     result = _setup_env(python="/nonexistent/python3.11")
     assert result.returncode == 1
     assert "no Python interpreter '/nonexistent/python3.11'" in result.stderr
+
+
+def _wheels_environment(folder, distro):
+    """A virtual environment marked as made of one ROS 2 distro's wheels, as setup_env.sh marks them."""
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    (folder / ".detr_ros_wheels_distro").write_text(distro)
+    return folder
+
+
+def test_entering_a_second_environment_leaves_the_first_ones_paths(tmp_path):
+    first = _wheels_environment(tmp_path / "kilted_env", "kilted")
+    second = _wheels_environment(tmp_path / "jazzy_env", "jazzy")
+    script = (f'DETR_ROS_VENV={first} . {ACTIVATE} && DETR_ROS_VENV={second} . {ACTIVATE} && '
+              'printf "%s\\n" "$LD_LIBRARY_PATH" "$AMENT_PREFIX_PATH" "$CMAKE_PREFIX_PATH" "$ROS_DISTRO" "$VIRTUAL_ENV"')
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "ROS_DISTRO",
+                                                                         "DETR_ROS_WHEELS_DISTRO")}
+    env.update(LD_LIBRARY_PATH="/opt/vendor/lib", AMENT_PREFIX_PATH="", CMAKE_PREFIX_PATH="")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    library_path, ament_prefix, cmake_prefix, distro, virtual_env = result.stdout.splitlines()
+    assert library_path == f"{second}/lib:/opt/vendor/lib"
+    assert ament_prefix == cmake_prefix == str(second)
+    assert (distro, virtual_env) == ("jazzy", str(second))
