@@ -19,6 +19,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 
 from detr_ros.errors import DetrRosError
+from detr_ros.ros import shared_memory
 from detr_ros.ros.parameters import STRING_ARRAY
 
 EXIT_OK = 0
@@ -148,9 +149,12 @@ def _exit_at_once(executable, error):
     The process leaves without tearing down its DDS participant. Created moments before, the
     participant is still in discovery, and deleting it then can spin forever or crash inside Fast
     DDS (its set_listener waits for a discovery callback in flight, eProsima/Fast-DDS#6513). The
-    operating system releases the sockets and memory of an exiting process.
+    operating system releases the sockets and memory of an exiting process, but not the shared-memory
+    segment files the participant made: those the process removes itself, as the teardown would.
     """
     get_logger(executable).fatal(str(error))
+    for segment in shared_memory.owned_segments():
+        shared_memory.remove(segment)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INVALID)
