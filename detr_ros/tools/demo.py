@@ -30,6 +30,7 @@ import yaml
 from detr_ros.coco_metrics import coco_evaluate, coco_results, ground_truth_from_dict
 from detr_ros.errors import ConfigError, DetrRosError, ModelFileError
 from detr_ros.package_files import package_file_candidates
+from detr_ros.ros import shared_memory
 from detr_ros.ros.loopback_dds import PROFILE, keep_dds_on_loopback, loopback_profile
 
 DEFAULT_SECONDS = 20.0
@@ -78,15 +79,15 @@ class NodeProcess:
         return self.process.poll() if self.process is not None else None
 
     def stop(self):
-        """SIGINT (the nodes' clean shutdown), then SIGKILL if it does not end in time."""
+        """SIGINT (the nodes' clean shutdown), then SIGKILL if it does not end in time, removing the
+        shared-memory segment it leaves."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            shared_memory.kill(self.process)
 
     def failure(self, what):
         """A DetrRosError naming this process, ``what`` happened, and the end of its log."""

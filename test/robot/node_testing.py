@@ -16,6 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from scipy.optimize import linear_sum_assignment
 from vision_msgs.msg import Detection2DArray
 
+from detr_ros.ros import shared_memory
 from ros_testing import spin_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +68,7 @@ class NodeProcess:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                shared_memory.kill(self.process)
         self._reader.join(timeout=2)
         return self.process.returncode
 
