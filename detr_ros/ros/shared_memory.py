@@ -21,6 +21,14 @@ def lock_file(segment):
     return segment.with_name(segment.name + LOCK_SUFFIX)
 
 
+def segments():
+    """Every Fast DDS segment file in /dev/shm."""
+    try:
+        return [path for path in SHM.iterdir() if SEGMENT_NAME.fullmatch(path.name)]
+    except OSError:
+        return []
+
+
 def owned_segments(pid="self"):
     """The segments the process ``pid`` created: those whose lock file it holds open."""
     found = []
