@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detr_ros.errors import ConfigError
+from detr_ros.runtime.detections import check_positive_integer
 
 # Encodings of depth images: 16-bit unsigned millimetres (0: no reading) and 32-bit float metres
 # (NaN, inf or 0: no reading), the two that REP 118 allows.
@@ -73,8 +74,7 @@ class DepthSettings:
         for name in ("inner_fraction", "min_surface_fraction", "surface_gap", "min_unshared_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)!r}, expected a number in (0, 1]")
-        if self.max_samples < 1:
-            raise ConfigError(f"max_samples={self.max_samples!r}, expected a positive integer")
+        check_positive_integer("max_samples", self.max_samples)
 
 
 @dataclass

@@ -21,6 +21,13 @@ def check_fraction(name, value):
     return float(value)
 
 
+def check_positive_integer(name, value):
+    """``value`` if it is an integer of at least 1 (a count, a size); else a ConfigError naming it."""
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r}, expected a positive integer")
+    return value
+
+
 @dataclass
 class Detections:
     """What a detector found in one image, best score first.

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from detr_ros.errors import ConfigError
-from detr_ros.runtime.detections import check_fraction, select
+from detr_ros.runtime.detections import check_fraction, check_positive_integer, select
 from detr_ros.runtime.preprocess import Placement, Preprocessor
 
 
@@ -30,8 +29,7 @@ class _Workspace:
 def check_selection(score_threshold, classes, max_detections, duplicate_iou):
     """The selection settings checked: (score_threshold, classes as int64 array or None, max_detections,
     duplicate_iou); ConfigError naming the first bad one."""
-    if not isinstance(max_detections, int) or max_detections < 1:
-        raise ConfigError(f"max_detections={max_detections!r}, expected a positive integer")
+    check_positive_integer("max_detections", max_detections)
     if classes is not None:
         classes = np.asarray(list(classes), np.int64)
     return (check_fraction("score_threshold", score_threshold), classes, max_detections,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from detr_ros.errors import ConfigError
+from detr_ros.runtime.detections import check_positive_integer
 
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -97,8 +98,7 @@ class TensorRTOptions:
         result = cls(**options)
         if result.int8 not in ("auto", True, False):
             raise ConfigError(f"tensorrt_options.int8={result.int8!r}, expected 'auto', true or false")
-        if not isinstance(result.workspace_bytes, int) or result.workspace_bytes <= 0:
-            raise ConfigError(f"tensorrt_options.workspace_bytes={result.workspace_bytes!r}, expected a positive integer")
+        check_positive_integer("tensorrt_options.workspace_bytes", result.workspace_bytes)
         if result.builder_optimization_level not in range(6):
             raise ConfigError(
                 f"tensorrt_options.builder_optimization_level={result.builder_optimization_level!r}, expected 0..5"

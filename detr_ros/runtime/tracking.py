@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from detr_ros.errors import ConfigError
 from detr_ros.runtime.box_motion import BoxKalman
-from detr_ros.runtime.detections import Detections, check_fraction, without_duplicates
+from detr_ros.runtime.detections import Detections, check_fraction, check_positive_integer, without_duplicates
 
 _TENTATIVE, _TRACKED, _LOST = 0, 1, 2
 # A track may change class (the model hesitates between two on one object), but where two objects
@@ -73,8 +73,7 @@ class TrackerSettings:
     def __post_init__(self):
         for name in ("low_score", "match_iou", "low_match_iou", "tentative_match_iou", "same_object_iou", "birth_margin"):
             check_fraction(name, getattr(self, name))
-        if not isinstance(self.confirm_frames, int) or self.confirm_frames < 1:
-            raise ConfigError(f"confirm_frames={self.confirm_frames!r}, expected a positive integer")
+        check_positive_integer("confirm_frames", self.confirm_frames)
         for name in ("lost_timeout_s", "reset_gap_s"):
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"{name}={getattr(self, name)!r}, expected a positive number of seconds")
@@ -162,10 +161,10 @@ class Tracker:
         if len(order):
             candidates[order[without_duplicates(boxes[order], np.zeros(len(order)), settings.same_object_iou)]] = True
         candidates &= scores >= settings.low_score
-        strong = np.flatnonzero(candidates & (scores >= high_score))
-        weak = np.flatnonzero(candidates & (scores < high_score))
+        published = candidates & (scores >= high_score)  # the strong ones, and below the weak ones matched
+        strong = np.flatnonzero(published)
+        weak = np.flatnonzero(candidates & ~published)
         track_ids = np.zeros(len(scores), np.int64)
-        published = candidates & (scores >= high_score)
         predicted = self._motion.boxes()
         matched_tracks, matched_detections = [], []
 
