@@ -118,7 +118,7 @@ def per_frame_cost(model, frames, objects=30):
             publish_3d(message)
             added_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
-            publish_markers(marker_writer.fill(header, message, names))
+            publish_markers(marker_writer.fill(header, message, published.class_ids[placed.valid], names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
             counts.append(len(boxes))
     finally:

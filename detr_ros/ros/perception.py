@@ -154,4 +154,5 @@ class Perception:
                                            class_id_format)
         depth_camera.detections_3d.publish(message)
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, message, class_names))
+            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, message,
+                                                                         detections.class_ids[placed.valid], class_names))

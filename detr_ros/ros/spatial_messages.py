@@ -83,24 +83,22 @@ class MarkerArrayWriter:
         label.color.r = label.color.g = label.color.b = label.color.a = 1.0
         return box, label
 
-    def fill(self, header, detections_3d, class_names):
-        """The MarkerArray of a Detection3DArray (Detection3DArrayWriter.fill's), valid until the next call."""
+    def fill(self, header, detections_3d, class_ids, class_names):
+        """The MarkerArray of a Detection3DArray (Detection3DArrayWriter.fill's), valid until the next call.
+
+        class_ids: [k] training-class indices of its k detections, in order (colour and name)."""
         detections = detections_3d.detections
         while len(self._pairs) < len(detections):
             self._pairs.append(self._new_pair(len(self._pairs)))
         self._delete_all.header = header
         markers = [self._delete_all]
-        for (box, label), detection in zip(self._pairs, detections):
-            hypothesis_label = detection.results[0].hypothesis.class_id
-            known = hypothesis_label.isdigit()
-            class_index = int(hypothesis_label) if known else (
-                class_names.index(hypothesis_label) if hypothesis_label in class_names else 0)
+        for (box, label), detection, class_id in zip(self._pairs, detections, np.asarray(class_ids).tolist()):
             box.header = label.header = header
             box.pose = detection.bbox.center
             box.scale.x, box.scale.y = detection.bbox.size.x, detection.bbox.size.y
             box.scale.z = max(detection.bbox.size.z, 0.01)  # a flat object still shows
-            box.color.r, box.color.g, box.color.b = (channel / 255.0 for channel in class_colour(class_index))
-            name = class_names[class_index] if known and class_index < len(class_names) else hypothesis_label
+            box.color.r, box.color.g, box.color.b = (channel / 255.0 for channel in class_colour(class_id))
+            name = class_label(class_id, class_names, "name")
             label.text = f"{name} #{detection.id}" if detection.id else name
             position = detection.bbox.center.position
             label.pose.position.x = position.x

@@ -85,7 +85,7 @@ def test_marker_array_writer_reuses_markers_boxes_and_labels_the_current_detecti
     placed = BoxesIn3D(centres=np.array([[0.5, 0.2, 3.0], [-1.0, 0.0, 5.0]]),
                        sizes=np.array([[0.4, 0.6, 0.1], [1.0, 1.0, 0.0]]), valid=np.array([True, True]))
     detections = writer.fill(header(sec=1), placed, np.array([0.9, 0.8]), np.array([2, 0]), ["4", ""], NAMES, "name")
-    first = markers.fill(header(sec=1), detections, NAMES)
+    first = markers.fill(header(sec=1), detections, np.array([2, 0]), NAMES)
     delete_all, box, label = first.markers[:3]
     assert delete_all.action == delete_all.DELETEALL and len(first.markers) == 5
     assert (box.type, box.id, label.type, label.id) == (box.CUBE, 0, label.TEXT_VIEW_FACING, 1)
@@ -94,7 +94,7 @@ def test_marker_array_writer_reuses_markers_boxes_and_labels_the_current_detecti
     assert first.markers[4].text == "bullseye" and first.markers[3].scale.z == 0.01  # a flat object still shows
     one = BoxesIn3D(centres=placed.centres[1:], sizes=placed.sizes[1:], valid=placed.valid[1:])
     second = markers.fill(header(sec=2), writer.fill(header(sec=2), one, np.array([0.7]), np.array([1]), ["9"],
-                                                     NAMES), NAMES)
+                                                     NAMES), np.array([1]), NAMES)
     assert len(second.markers) == 3 and second.markers[1] is box and second.markers[0].header.stamp.sec == 2
     assert (box.pose.position.x, second.markers[2].text) == (-1.0, "checker_square #9")
 
