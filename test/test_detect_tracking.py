@@ -4,7 +4,7 @@ import numpy as np
 from rosbags.rosbag2.writer import StoragePlugin
 
 from detr_ros.ros.detector_parameters import default_model_path
-from detr_ros.runtime.tracking import iou_matrix
+from detr_ros.runtime.detections import iou_matrix
 from detr_ros.synthetic import SceneVideo
 from test_detect import detect, read_outputs, write_bag, write_video
 

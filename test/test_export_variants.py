@@ -17,6 +17,7 @@ from detr_ros.export.quantize import (calibration_images, computed_from_non_fini
                                      replace_non_finite, upsampling_as_copies)
 from detr_ros.runtime import Detector
 from detr_ros.runtime.cpu import PORTABLE_INT8_WEIGHT_BITS, describe_cpu, int8_weight_bits
+from detr_ros.runtime.detections import iou_matrix
 from detr_ros.runtime.metadata import ModelMetadata
 from detr_ros.runtime.model_file import file_digest
 from detr_ros.synthetic import SceneGenerator
@@ -25,16 +26,6 @@ from test_export import CLASS_NAMES, TINY_RTDETR, make_checkpoint
 TINY_DETR = dict(name="tiny_detr", architecture="detr", detr_backbone="resnet18", hidden_dim=32, nheads=4,
                  enc_layers=1, dec_layers=1, dim_feedforward=64, num_queries=10, num_classes=len(CLASS_NAMES),
                  input_size=[96, 128])
-
-
-def box_iou(box, boxes):
-    """box: [4] xyxy; boxes: [n, 4] -> [n] intersection over union."""
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return intersection / (area + areas - intersection)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +90,7 @@ def test_int8_detections_stay_close_to_fp32(int8_export):
         np.testing.assert_allclose(np.sort(quantized.scores), np.sort(reference.scores), atol=0.01)
         for box, class_id in zip(reference.boxes[:3], reference.class_ids[:3]):
             same_class = quantized.boxes[quantized.class_ids == class_id]
-            assert len(same_class) and box_iou(box, same_class).max() > 0.5
+            assert len(same_class) and iou_matrix(box, same_class).max() > 0.5
 
 
 def test_symmetric_int8_for_tensorrt(int8_export, tmp_path):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detr_ros.runtime.detections import iou_matrix
+
 # Two boxes overlapping this much are the same object (COCO's loosest threshold).
 MATCH_IOU = 0.5
 CONFIDENT_SCORE = 0.3
@@ -45,16 +47,6 @@ class Agreement:
                 "score_max": self.score_max, "box_p99_of_image": self.box_p99, "box_max_of_image": self.box_max}
 
 
-def box_iou(box, boxes):
-    """box: [4] xyxy; boxes: [n, 4] -> [n] intersection over union."""
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = np.prod(np.clip(box[2:] - box[:2], 0, None))
-    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
-    return intersection / np.maximum(area + areas - intersection, 1e-12)
-
-
 def _match(first, second, taken_first, taken_second, confident_score):
     """Pair each confident, untaken detection of ``first`` (best scores first) with an untaken
     same-class detection of ``second`` overlapping it by MATCH_IOU or more: the one of the smallest
@@ -67,7 +59,7 @@ def _match(first, second, taken_first, taken_second, confident_score):
         if scores[i] <= confident_score or i in taken_first:
             continue
         candidates = [j for j in range(len(second[2])) if j not in taken_second and second[0][j] == labels[i]]
-        overlaps = box_iou(boxes[i], second[1][candidates]) if candidates else np.zeros(0)
+        overlaps = iou_matrix(boxes[i], second[1][candidates])[0] if candidates else np.zeros(0)
         same_object = [(j, overlap) for j, overlap in zip(candidates, overlaps) if overlap >= MATCH_IOU]
         if not same_object:
             unpaired.append(i)

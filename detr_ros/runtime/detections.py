@@ -72,6 +72,18 @@ def select(boxes, scores, labels, placement, *, score_threshold, classes, max_de
     )
 
 
+def iou_matrix(a, b):
+    """IoU [n, m] of every box of ``a`` [n, 4] with every box of ``b`` [m, 4] (xyxy)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    # Plain ufuncs: on a frame's few dozen boxes, numpy's per-call overhead is most of the time.
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    intersection = np.maximum(width, 0.0) * np.maximum(height, 0.0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return intersection / np.maximum(area_a[:, None] + area_b[None, :] - intersection, 1e-9)
+
+
 def without_duplicates(boxes, labels, iou_threshold):
     """Indices of the boxes left by class-wise non-maximum suppression, in their given order.
 

@@ -26,7 +26,8 @@ from scipy.optimize import linear_sum_assignment
 
 from detr_ros.errors import ConfigError
 from detr_ros.runtime.box_motion import BoxKalman
-from detr_ros.runtime.detections import Detections, check_fraction, check_positive_integer, without_duplicates
+from detr_ros.runtime.detections import (Detections, check_fraction, check_positive_integer, iou_matrix,
+                                         without_duplicates)
 
 _TENTATIVE, _TRACKED, _LOST = 0, 1, 2
 # A track may change class (the model hesitates between two on one object), but where two objects
@@ -94,18 +95,6 @@ class FrameTracks:
 
     published: np.ndarray
     track_ids: np.ndarray
-
-
-def iou_matrix(a, b):
-    """IoU [n, m] of every box of ``a`` [n, 4] with every box of ``b`` [m, 4] (xyxy)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    # Plain ufuncs: on a frame's few dozen boxes, numpy's per-call overhead is most of the time.
-    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    intersection = np.maximum(width, 0.0) * np.maximum(height, 0.0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return intersection / np.maximum(area_a[:, None] + area_b[None, :] - intersection, 1e-9)
 
 
 def match(track_boxes, track_classes, boxes, class_ids, min_iou):

@@ -17,6 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from vision_msgs.msg import Detection2DArray
 
 from detr_ros.ros import shared_memory
+from detr_ros.ros.messages import stamp_ns
+from detr_ros.runtime.detections import iou_matrix
 from ros_testing import spin_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,14 +85,11 @@ def start_detector(ros_env, tmp_path, parameters, arguments=(), ready_timeout_s=
     return node
 
 
-def stamp_ns(header):
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def detections_by_stamp(probe, topic):
-    """A dict that fills, as ``probe`` spins, with the Detection2DArray messages of ``topic`` by source stamp."""
+def detections_by_stamp(probe, topic, message_type=Detection2DArray):
+    """A dict that fills, as ``probe`` spins, with the messages (Detection2DArray, or ``message_type``) of
+    ``topic`` by source stamp."""
     found = {}
-    probe.create_subscription(Detection2DArray, topic, lambda m: found.setdefault(stamp_ns(m.header), m),
+    probe.create_subscription(message_type, topic, lambda m: found.setdefault(stamp_ns(m.header), m),
                               QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     return found
 
@@ -105,18 +104,6 @@ def boxes_of(detection_array):
         classes.append(detection.results[0].hypothesis.class_id)
         scores.append(detection.results[0].hypothesis.score)
     return np.array(boxes, np.float64).reshape(-1, 4), classes, np.array(scores)
-
-
-def iou_matrix(a, b):
-    """IoU of every box in a [n, 4] with every box in b [m, 4] (xyxy)."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def matched_ious(truth, found):

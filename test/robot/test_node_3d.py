@@ -17,7 +17,7 @@ from visualization_msgs.msg import MarkerArray
 
 from detr_ros.ros import messages
 from detr_ros.synthetic.video import SceneVideo
-from node_testing import play_synthetic_camera, stamp_ns, start_detector
+from node_testing import detections_by_stamp, play_synthetic_camera, start_detector
 from ros_testing import spin_until
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -39,18 +39,13 @@ def test_3d_centres_match_the_synthetic_truth_and_frames_without_depth_get_2d(ro
         "image_topics": ["cam/image", "bare/image"], "depth_topics": ["cam/depth/image_raw", "bare/depth/image_raw"],
         "tracking": True, "qos_reliability": "reliable", "qos_depth": 5})
     probe = Node("depth_probe", context=ros_context)
-    truth, found, found_2d, markers, bare = {}, {}, {}, [], {}
-    probe.create_subscription(Detection3DArray, "cam/ground_truth_3d",
-                              lambda m: truth.setdefault(stamp_ns(m.header), m), RELIABLE)
-    probe.create_subscription(Detection3DArray, "cam/detections_3d", lambda m: found.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
-    probe.create_subscription(Detection2DArray, "cam/detections", lambda m: found_2d.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
+    truth = detections_by_stamp(probe, "cam/ground_truth_3d", Detection3DArray)
+    found = detections_by_stamp(probe, "cam/detections_3d", Detection3DArray)
+    found_2d, markers = detections_by_stamp(probe, "cam/detections"), []
     probe.create_subscription(MarkerArray, "cam/markers", markers.append, RELIABLE)
     # The camera starts once someone listens to its 2D ground truth.
     probe.create_subscription(Detection2DArray, "cam/ground_truth", lambda m: None, RELIABLE)
-    probe.create_subscription(Detection2DArray, "bare/detections", lambda m: bare.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
+    bare = detections_by_stamp(probe, "bare/detections")
     bare_images = probe.create_publisher(Image, "bare/image", RELIABLE)
     try:
         play_synthetic_camera(ros_env, ros_context, tmp_path, probe,

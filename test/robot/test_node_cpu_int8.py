@@ -7,12 +7,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray
 
 from detr_ros.ros import messages
 from detr_ros.runtime import Detector
 from detr_ros.synthetic.video import SceneVideo
-from node_testing import SHIPPED_MODEL, boxes_of, stamp_ns, start_detector
+from node_testing import SHIPPED_MODEL, boxes_of, detections_by_stamp, stamp_ns, start_detector
 from ros_testing import spin_until
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -29,11 +28,9 @@ def test_the_int8_file_beside_the_model_is_run_and_logged_unless_cpu_int8_is_fal
                                arguments=["-r", "__node:=fp32_detector"]),
     }
     probe = Node("cpu_int8_probe", context=ros_context)
-    found = {name: {} for name in detectors}
-    publishers = {}
+    found, publishers = {}, {}
     for name in detectors:
-        probe.create_subscription(Detection2DArray, f"{name}/detections",
-                                  lambda m, n=name: found[n].setdefault(stamp_ns(m.header), m), RELIABLE)
+        found[name] = detections_by_stamp(probe, f"{name}/detections")
         publishers[name] = probe.create_publisher(Image, f"{name}/image", RELIABLE)
     rgb = cv2.cvtColor(SceneVideo(480, 360, seed=31).frame(2)[0], cv2.COLOR_BGR2RGB)
     header = Header(frame_id="camera")

@@ -21,7 +21,8 @@ from detr_ros.runtime import Detector
 from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.detections import DEFAULT_DUPLICATE_IOU, DEFAULT_SCORE_THRESHOLD
 from detr_ros.synthetic.video import SceneVideo
-from node_testing import SHIPPED_MODEL, NodeProcess, boxes_of, iou_matrix, matched_ious, stamp_ns, start_detector
+from node_testing import (SHIPPED_MODEL, NodeProcess, boxes_of, detections_by_stamp, iou_matrix, matched_ious, stamp_ns,
+                          start_detector)
 from ros_testing import spin_until
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -35,11 +36,7 @@ def test_detections_match_ground_truth_of_a_non_square_camera(ros_env, ros_conte
     width, height, frames = 576, 320, 16
     detector = start_detector(ros_env, tmp_path, {"image_topics": ["cam/image"]})  # default threshold
     probe = Node("e2e_probe", context=ros_context)
-    truth, found = {}, {}
-    probe.create_subscription(Detection2DArray, "cam/ground_truth", lambda m: truth.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
-    probe.create_subscription(Detection2DArray, "cam/detections", lambda m: found.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
+    truth, found = detections_by_stamp(probe, "cam/ground_truth"), detections_by_stamp(probe, "cam/detections")
     # The camera starts once the detector and the probe listen, at a rate the detector keeps up with.
     camera = NodeProcess("detr_ros.ros.synthetic_camera", ros_env, tmp_path,
                          {"width": width, "height": height, "rate": 3.0, "frames": frames, "seed": 7,

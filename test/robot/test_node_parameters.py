@@ -17,7 +17,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from vision_msgs.msg import LabelInfo
 
 from detr_ros.ros import messages
 from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, default_model_path
@@ -97,9 +97,7 @@ def test_runtime_changes_label_info_and_debug_image(ros_env, ros_context, tmp_pa
                               arguments=["--params-file", str(CONFIG), "-p", "providers:=[cpu]",
                                          "-p", "qos_reliability:=reliable", "-r", "__node:=params_detector"])
     probe = Node("params_probe", context=ros_context)
-    found, labels, debug = {}, [], []
-    probe.create_subscription(Detection2DArray, "detections", lambda m: found.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
+    found, labels, debug = detections_by_stamp(probe, "detections"), [], []
     probe.create_subscription(Image, "debug_image", debug.append, RELIABLE)
     publisher = probe.create_publisher(Image, "image", RELIABLE)
     rgb = cv2.cvtColor(SceneVideo(480, 360, seed=21).frame(3)[0], cv2.COLOR_BGR2RGB)

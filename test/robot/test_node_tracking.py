@@ -7,24 +7,16 @@ detector's answers, with ``tracking`` on, are matched to it frame by frame.
 from collections import defaultdict
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from vision_msgs.msg import Detection2DArray
 
-from detr_ros.runtime.tracking import iou_matrix
-from node_testing import boxes_of, play_synthetic_camera, stamp_ns, start_detector
-
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+from detr_ros.runtime.detections import iou_matrix
+from node_testing import boxes_of, detections_by_stamp, play_synthetic_camera, start_detector
 
 
 def test_track_ids_stay_with_their_objects_across_frames(ros_env, ros_context, tmp_path):
     frames = 20
     detector = start_detector(ros_env, tmp_path, {"image_topics": ["cam/image"], "tracking": True})
     probe = Node("tracking_probe", context=ros_context)
-    truth, found = {}, {}
-    probe.create_subscription(Detection2DArray, "cam/ground_truth", lambda m: truth.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
-    probe.create_subscription(Detection2DArray, "cam/detections", lambda m: found.setdefault(stamp_ns(m.header), m),
-                              RELIABLE)
+    truth, found = detections_by_stamp(probe, "cam/ground_truth"), detections_by_stamp(probe, "cam/detections")
     try:
         play_synthetic_camera(ros_env, ros_context, tmp_path, probe,
                               {"width": 320, "height": 320, "rate": 3.0, "frames": frames, "seed": 7,
