@@ -89,7 +89,6 @@ def per_frame_cost(model, frames, objects=30):
     detector = Detector(node_model, providers=providers, thread_spinning=SPECS["thread_spinning"].default)
     detector.detect(rendered[0].bgr, "bgr")  # warm-up
     tracker, placer = Tracker(), TrackPlacer()
-    writer_2d, writer_3d = messages.DetectionArrayWriter(), spatial_messages.Detection3DArrayWriter()
     marker_writer = spatial_messages.MarkerArrayWriter("bench")
     node_ms, added_ms, markers_ms, counts = [], [], [], []
     names = list(detector.class_names)
@@ -108,17 +107,18 @@ def per_frame_cost(model, frames, objects=30):
             depth, encoding = np.frombuffer(depth_mm[index].data, "<u2").reshape(frame.depth_m.shape), "16UC1"
             started = time.perf_counter()
             detector.detect(frame.bgr, "bgr")
-            publish_2d(writer_2d.fill(header, detections.boxes, detections.scores, detections.class_ids, names))
+            publish_2d(messages.serialized_detection_array(header, detections.boxes, detections.scores,
+                                                           detections.class_ids, names))
             node_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
             published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
             ids = [str(i) if i else "" for i in track_ids.tolist()]
             placed = placer.locate(depth, published.boxes, ids, video.intrinsics, encoding=encoding)
-            message = writer_3d.fill(header, placed, published.scores, published.class_ids, ids, names)
-            publish_3d(message)
+            publish_3d(spatial_messages.serialized_detection_3d_array(header, placed, published.scores,
+                                                                      published.class_ids, ids, names))
             added_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
-            publish_markers(marker_writer.fill(header, message, published.class_ids[placed.valid], names))
+            publish_markers(marker_writer.fill(header, placed, published.class_ids, ids, names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
             counts.append(len(boxes))
     finally:

@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
 
 from detr_ros.ros import messages
 from detr_ros.ros.recorder_node import Recording, detection_arrays
@@ -159,11 +161,14 @@ def test_detection_arrays_read_back_what_the_detector_publishes():
     scores = np.array([0.9, 0.6], np.float32)
     classes = np.array([3, 0], np.int64)
     for class_id_format in ("index", "name"):
-        message = messages.detection_array(Header(), boxes, scores, classes, list(CLASS_NAMES), class_id_format)
+        message = deserialize_message(messages.serialized_detection_array(Header(), boxes, scores, classes,
+                                                                          list(CLASS_NAMES), class_id_format),
+                                      Detection2DArray)
         read_boxes, read_scores, read_classes = detection_arrays(message, list(CLASS_NAMES))
         assert np.allclose(read_boxes, boxes) and np.allclose(read_scores, scores)
         assert read_classes.tolist() == classes.tolist()
-    message = messages.detection_array(Header(), boxes, scores, classes, ["a", "b", "c", "d"], "name")
+    message = deserialize_message(messages.serialized_detection_array(Header(), boxes, scores, classes,
+                                                                      ["a", "b", "c", "d"], "name"), Detection2DArray)
     assert detection_arrays(message, ["other"])[2].tolist() == [-1, -1]
 
 

@@ -28,7 +28,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from detr_ros.errors import ConfigError
-from detr_ros.ros import messages
+from detr_ros.ros import detection_cdr, messages
 from detr_ros.ros.detector_parameters import (
     NODE_NAME,
     PARAMETERS,
@@ -79,7 +79,6 @@ class Camera:
     label_info: object
     debug_image: object = None  # only while publish_debug_image is true
     subscription: object = None
-    detection_writer: messages.DetectionArrayWriter = dataclasses.field(default_factory=messages.DetectionArrayWriter)
 
 
 class DetectorWork:
@@ -106,6 +105,7 @@ class DetectorWork:
 
     def load_model(self):
         """Create the inference session; raises DetrRosError when the model or a setting is unusable."""
+        detection_cdr.check_encoding()
         values = self._values
         model = choose_cpu_model(values["model_path"] or default_model_path(), values["providers"],
                                  values["cpu_int8"])
@@ -305,7 +305,7 @@ class DetectorWork:
             header.frame_id = settings.frame_id
         stamp_ns = messages.stamp_ns(frame.header)
         detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
-        message = camera.detection_writer.fill(
+        message = messages.serialized_detection_array(
             header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids)
         publish_started_ns = time.monotonic_ns()
         camera.detections.publish(message)

@@ -6,16 +6,12 @@ Message classes need no running ROS context, so tests call these directly.
 import array
 import math
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import (
-    Detection2D,
-    Detection2DArray,
-    LabelInfo,
-    ObjectHypothesisWithPose,
-    VisionClass,
-)
+from vision_msgs.msg import LabelInfo, VisionClass
 
+from detr_ros.ros import detection_cdr
 from detr_ros.ros.image_conversion import encode_compressed, encode_image
 
 # ObjectHypothesis.class_id: the training-class index, or the class name (class_label).
@@ -34,50 +30,23 @@ def class_label(class_id, class_names, class_id_format):
     return str(class_id)
 
 
-class DetectionArrayWriter:
-    """Fills one Detection2DArray again and again, reusing its detections.
+def class_labels(class_ids, class_names, class_id_format):
+    """The class_label strings [n] of training-class indices [n]."""
+    return [class_label(class_id, class_names, class_id_format) for class_id in np.asarray(class_ids).tolist()]
 
-    A publisher serialises a message when publish() is called, so a node can hand it the same
-    Python objects every frame; building each detection anew (a hypothesis brings a pose with a
-    36-value covariance) is a large share of the node's own work per frame.
+
+def serialized_detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index", ids=None):
+    """The vision_msgs/Detection2DArray of one frame, serialised: bytes a publisher sends as they are
+    (detection_cdr; rclpy.serialization.deserialize_message reads them back).
+
+    header: std_msgs/Header already carrying the published stamp and frame_id.
+    boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
+    Each detection gets the same header, a centre/size box, one hypothesis and ``id``: its entry
+    of ``ids`` (strings, e.g. track ids), or empty without them, as vision_msgs asks of
+    detections that no tracker has identified.
     """
-
-    def __init__(self):
-        self._message = Detection2DArray()
-        self._detections = []
-
-    def fill(self, header, boxes, scores, class_ids, class_names, class_id_format="index", ids=None):
-        """The Detection2DArray for one frame, valid until the next call.
-
-        header: std_msgs/Header already carrying the published stamp and frame_id.
-        boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
-        Each detection gets the same header, a centre/size box, one hypothesis and ``id``: its entry
-        of ``ids`` (strings, e.g. track ids), or empty without them, as vision_msgs asks of
-        detections that no tracker has identified.
-        """
-        while len(self._detections) < len(boxes):
-            detection = Detection2D()
-            detection.results.append(ObjectHypothesisWithPose())
-            self._detections.append(detection)
-        rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
-        for rank, (detection, ((x0, y0, x1, y1), score, class_id)) in enumerate(zip(self._detections, rows)):
-            detection.header = header
-            detection.id = "" if ids is None else ids[rank]
-            detection.bbox.center.position.x = (x0 + x1) / 2.0
-            detection.bbox.center.position.y = (y0 + y1) / 2.0
-            detection.bbox.size_x = x1 - x0
-            detection.bbox.size_y = y1 - y0
-            hypothesis = detection.results[0].hypothesis
-            hypothesis.class_id = class_label(class_id, class_names, class_id_format)
-            hypothesis.score = score
-        self._message.header = header
-        self._message.detections = self._detections[: len(boxes)]
-        return self._message
-
-
-def detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index"):
-    """A new Detection2DArray for one frame (see DetectionArrayWriter.fill)."""
-    return DetectionArrayWriter().fill(header, boxes, scores, class_ids, class_names, class_id_format)
+    return detection_cdr.detection_2d_array(header, boxes, scores, class_labels(class_ids, class_names,
+                                                                                class_id_format), ids)
 
 
 def label_info(header, class_names, threshold):

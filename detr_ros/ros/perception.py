@@ -57,7 +57,6 @@ class _DepthCamera:
     frames: StampBuffer
     detections_3d: object  # publishers
     markers: object
-    writer: spatial_messages.Detection3DArrayWriter
     marker_writer: spatial_messages.MarkerArrayWriter
     placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
@@ -86,7 +85,6 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              writer=spatial_messages.Detection3DArrayWriter(),
                               marker_writer=spatial_messages.MarkerArrayWriter(camera_topics.image),
                               placer=TrackPlacer())
         self._endpoints += [camera.detections_3d, camera.markers]
@@ -150,9 +148,8 @@ class Perception:
         ids = ids if ids is not None else [""] * len(detections)
         placed = depth_camera.placer.locate(depth, detections.boxes, ids, depth_camera.intrinsics, image_size,
                                             encoding)
-        message = depth_camera.writer.fill(header, placed, detections.scores, detections.class_ids, ids, class_names,
-                                           class_id_format)
-        depth_camera.detections_3d.publish(message)
+        depth_camera.detections_3d.publish(spatial_messages.serialized_detection_3d_array(
+            header, placed, detections.scores, detections.class_ids, ids, class_names, class_id_format))
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, message,
-                                                                         detections.class_ids[placed.valid], class_names))
+            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, placed, detections.class_ids, ids,
+                                                                         class_names))

@@ -1,16 +1,17 @@
 """Detections placed in 3D as ROS messages: vision_msgs/Detection3DArray and visualization_msgs/MarkerArray.
 
-Built from plain arrays (runtime.depth.BoxesIn3D and the 2D detections), without a ROS context.
+Built from plain arrays (runtime.depth.BoxesIn3D and the 2D detections), without a ROS context; the
+Detection3DArray serialised (detection_cdr), the MarkerArray, only built while rviz listens, as a message.
 Positions are in the camera's optical frame, the header's frame_id (the depth image is aligned
 to the colour image, so both share it).
 """
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import Marker, MarkerArray
 
-from detr_ros.ros.messages import class_label
+from detr_ros.ros import detection_cdr
+from detr_ros.ros.messages import class_label, class_labels
 from detr_ros.runtime.drawing import class_colour
 
 # Markers live a little longer than a frame interval would need, so that rviz clears the boxes of a
@@ -20,52 +21,24 @@ _TEXT_HEIGHT_M = 0.12
 _BOX_ALPHA = 0.45
 
 
-class Detection3DArrayWriter:
-    """Fills one Detection3DArray again and again, reusing its detections (as messages.DetectionArrayWriter
-    does for 2D, and for the same reason: building a detection anew costs more than filling one)."""
+def serialized_detection_3d_array(header, placed, scores, class_ids, ids, class_names, class_id_format="index"):
+    """The vision_msgs/Detection3DArray of the detections with a valid 3D placement, serialised (as
+    messages.serialized_detection_array).
 
-    def __init__(self):
-        self._message = Detection3DArray()
-        self._detections = []
-
-    def fill(self, header, placed, scores, class_ids, ids, class_names, class_id_format="index"):
-        """The Detection3DArray of the detections with a valid 3D placement, valid until the next call.
-
-        placed: BoxesIn3D for the n detections; scores [n]; class_ids [n] training-class indices;
-        ids: [n] strings (track ids, or ranks). Each Detection3D carries the hypothesis (class, score,
-        pose at the centre), the box (centre, size; axes of the optical frame) and the id.
-        """
-        rows = np.flatnonzero(placed.valid)
-        while len(self._detections) < len(rows):
-            detection = Detection3D()
-            detection.bbox.center.orientation.w = 1.0
-            detection.results.append(ObjectHypothesisWithPose())
-            self._detections.append(detection)
-        centres, sizes = placed.centres[rows].tolist(), placed.sizes[rows].tolist()
-        for detection, row, (x, y, z), (width, height, depth) in zip(self._detections, rows.tolist(), centres, sizes):
-            detection.header = header
-            detection.id = ids[row]
-            position = detection.bbox.center.position
-            position.x, position.y, position.z = x, y, z
-            detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = width, height, depth
-            result = detection.results[0]
-            result.hypothesis.class_id = class_label(int(class_ids[row]), class_names, class_id_format)
-            result.hypothesis.score = float(scores[row])
-            result.pose.pose = detection.bbox.center
-        self._message.header = header
-        self._message.detections = self._detections[: len(rows)]
-        return self._message
-
-
-def detection_3d_array(header, placed, scores, class_ids, ids, class_names, class_id_format="index"):
-    """A new Detection3DArray (see Detection3DArrayWriter.fill)."""
-    return Detection3DArrayWriter().fill(header, placed, scores, class_ids, ids, class_names, class_id_format)
+    placed: BoxesIn3D for the n detections; scores [n]; class_ids [n] training-class indices;
+    ids: [n] strings (track ids, or empty). Each Detection3D carries the hypothesis (class, score,
+    pose at the centre), the box (centre, size; axes of the optical frame) and the id.
+    """
+    rows = np.flatnonzero(placed.valid)
+    return detection_cdr.detection_3d_array(header, placed.centres[rows], placed.sizes[rows], np.asarray(scores)[rows],
+                                            class_labels(np.asarray(class_ids)[rows], class_names, class_id_format),
+                                            [ids[row] for row in rows.tolist()])
 
 
 class MarkerArrayWriter:
-    """Fills one MarkerArray for rviz again and again, reusing its markers (as Detection3DArrayWriter does,
-    and for the same reason): a translucent box per Detection3D and a label (class and id) above it, in
-    ``namespace``. The first marker deletes the previous frame's, so only the current detections show."""
+    """Fills one MarkerArray for rviz again and again, reusing its markers (a marker built anew costs more
+    than one filled): a translucent box per detection placed in 3D and a label (class and id) above it,
+    in ``namespace``. The first marker deletes the previous frame's, so only the current detections show."""
 
     def __init__(self, namespace):
         self._namespace = namespace
@@ -83,27 +56,27 @@ class MarkerArrayWriter:
         label.color.r = label.color.g = label.color.b = label.color.a = 1.0
         return box, label
 
-    def fill(self, header, detections_3d, class_ids, class_names):
-        """The MarkerArray of a Detection3DArray (Detection3DArrayWriter.fill's), valid until the next call.
+    def fill(self, header, placed, class_ids, ids, class_names):
+        """The MarkerArray of the detections with a valid 3D placement, valid until the next call.
 
-        class_ids: [k] training-class indices of its k detections, in order (colour and name)."""
-        detections = detections_3d.detections
-        while len(self._pairs) < len(detections):
+        placed: BoxesIn3D of n detections; class_ids: [n] training-class indices (colour and name);
+        ids: [n] strings (track ids, or empty)."""
+        rows = np.flatnonzero(placed.valid)
+        while len(self._pairs) < len(rows):
             self._pairs.append(self._new_pair(len(self._pairs)))
         self._delete_all.header = header
         markers = [self._delete_all]
-        for (box, label), detection, class_id in zip(self._pairs, detections, np.asarray(class_ids).tolist()):
+        centres, sizes = placed.centres[rows].tolist(), placed.sizes[rows].tolist()
+        for (box, label), (x, y, z), (width, height, depth), class_id, track_id in zip(
+                self._pairs, centres, sizes, np.asarray(class_ids)[rows].tolist(), [ids[row] for row in rows.tolist()]):
             box.header = label.header = header
-            box.pose = detection.bbox.center
-            box.scale.x, box.scale.y = detection.bbox.size.x, detection.bbox.size.y
-            box.scale.z = max(detection.bbox.size.z, 0.01)  # a flat object still shows
+            box.pose.position.x, box.pose.position.y, box.pose.position.z = x, y, z
+            box.scale.x, box.scale.y = width, height
+            box.scale.z = max(depth, 0.01)  # a flat object still shows
             box.color.r, box.color.g, box.color.b = (channel / 255.0 for channel in class_colour(class_id))
             name = class_label(class_id, class_names, "name")
-            label.text = f"{name} #{detection.id}" if detection.id else name
-            position = detection.bbox.center.position
-            label.pose.position.x = position.x
-            label.pose.position.y = position.y - detection.bbox.size.y / 2.0 - _TEXT_HEIGHT_M
-            label.pose.position.z = position.z
+            label.text = f"{name} #{track_id}" if track_id else name
+            label.pose.position.x, label.pose.position.y, label.pose.position.z = x, y - height / 2.0 - _TEXT_HEIGHT_M, z
             markers += [box, label]
         self._message.markers = markers
         return self._message

@@ -52,23 +52,25 @@ PARAMETERS = (
 
 
 def ground_truth_message(header, annotations):
-    """Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index, score 1, track id."""
+    """The serialised Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index,
+    score 1, track id."""
     if annotations:
         boxes = np.array([a.box for a in annotations], np.float64)
         class_ids = np.array([a.class_index for a in annotations], np.int64)
     else:
         boxes, class_ids = np.zeros((0, 4)), np.zeros(0, np.int64)
-    return messages.DetectionArrayWriter().fill(header, boxes, np.ones(len(annotations)), class_ids, [], "index",
-                                                [str(a.track_id) for a in annotations])
+    return messages.serialized_detection_array(header, boxes, np.ones(len(annotations)), class_ids, [], "index",
+                                               [str(a.track_id) for a in annotations])
 
 
 def ground_truth_3d_message(header, annotations):
-    """Detection3DArray of a frame's ObjectAnnotations' positions (metres, optical frame), id = track id."""
+    """The serialised Detection3DArray of a frame's ObjectAnnotations' positions (metres, optical frame),
+    id = track id."""
     centres = np.array([a.position for a in annotations], np.float64).reshape(-1, 3)
     placed = BoxesIn3D(centres=centres, sizes=np.zeros_like(centres), valid=np.ones(len(annotations), bool))
-    return spatial_messages.detection_3d_array(header, placed, np.ones(len(annotations)),
-                                               [a.class_index for a in annotations],
-                                               [str(a.track_id) for a in annotations], [], "index")
+    return spatial_messages.serialized_detection_3d_array(header, placed, np.ones(len(annotations)),
+                                                          [a.class_index for a in annotations],
+                                                          [str(a.track_id) for a in annotations], [], "index")
 
 
 class SyntheticCamera(Node):

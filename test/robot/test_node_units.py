@@ -8,10 +8,14 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Vector3
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
+from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detection2DArray, Detection3D, Detection3DArray,
+                             ObjectHypothesis, ObjectHypothesisWithPose)
 
 from detr_ros.errors import ConfigError
-from detr_ros.ros import messages, spatial_messages
+from detr_ros.ros import detection_cdr, messages, spatial_messages
 from detr_ros.ros.detector_parameters import (
     SPECS,
     camera_topics,
@@ -37,64 +41,105 @@ def header(sec=12, nanosec=345, frame_id="cam_optical"):
     return message
 
 
+def read_2d(data):
+    return deserialize_message(data, Detection2DArray)
+
+
 def test_detection_array_has_centre_size_boxes_and_the_frame_header():
     boxes = np.array([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 4.0, 2.0]], np.float32)
     source = header()
-    array = messages.detection_array(source, boxes, np.array([0.9, 0.6], np.float32),
-                                     np.array([2, 0]), NAMES)
+    array = read_2d(messages.serialized_detection_array(source, boxes, np.array([0.9, 0.6], np.float32),
+                                                        np.array([2, 0]), NAMES))
     assert (array.header.stamp, array.header.frame_id) == (source.stamp, "cam_optical")
     first, second = array.detections
     assert (first.bbox.center.position.x, first.bbox.center.position.y) == (30.0, 60.0)
     assert (first.bbox.size_x, first.bbox.size_y) == (40.0, 80.0)
     assert first.results[0].hypothesis.class_id == "2"
     assert first.results[0].hypothesis.score == pytest.approx(0.9)
+    assert first.results[0].pose.pose.orientation.w == 1.0 and not any(first.results[0].pose.covariance)
     assert [d.id for d in array.detections] == ["", ""], "no ids without a tracker"
     assert all(d.header == array.header for d in array.detections)
     assert (second.bbox.center.position.x, second.bbox.size_y) == (2.0, 2.0)
 
 
 def test_class_names_as_class_ids():
-    array = messages.detection_array(header(), np.zeros((1, 4)), np.ones(1), np.array([1]), NAMES, "name")
+    array = read_2d(messages.serialized_detection_array(header(), np.zeros((1, 4)), np.ones(1), np.array([1]), NAMES,
+                                                        "name"))
     assert array.detections[0].results[0].hypothesis.class_id == "checker_square"
 
 
 def test_empty_frame_gives_empty_array_with_header():
-    array = messages.detection_array(header(), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES)
+    array = read_2d(messages.serialized_detection_array(header(), np.zeros((0, 4)), np.zeros(0),
+                                                        np.zeros(0, np.int64), NAMES))
     assert array.detections == [] and array.header.stamp.sec == 12
 
 
-def test_detection_array_writer_reuses_detections_and_keeps_no_stale_ones():
-    writer = messages.DetectionArrayWriter()
-    three = np.array([[0, 0, 2, 2], [10, 10, 20, 30], [5, 5, 6, 6]], np.float32)
-    first = writer.fill(header(sec=1), three, np.array([0.9, 0.8, 0.7]), np.array([0, 1, 2]), NAMES)
-    reused = first.detections[0]
-    second = writer.fill(header(sec=2), three[1:2], np.array([0.5]), np.array([2]), NAMES, "name")
-    assert len(second.detections) == 1 and second.detections[0] is reused
-    only = second.detections[0]
-    assert (only.bbox.center.position.x, only.bbox.size_y, only.id) == (15.0, 20.0, "")
-    assert only.results[0].hypothesis.class_id == "ring" and only.header.stamp.sec == 2
-    third = writer.fill(header(sec=3), three, np.array([0.3, 0.2, 0.1]), np.array([1, 1, 1]), NAMES)
-    assert [d.results[0].hypothesis.score for d in third.detections] == pytest.approx([0.3, 0.2, 0.1])
-    assert [d.bbox.center.position.x for d in third.detections] == [1.0, 15.0, 5.5]
-    empty = writer.fill(header(sec=4), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES)
-    assert empty.detections == [] and empty.header.stamp.sec == 4
+def _expected_2d(source, boxes, scores, labels, ids):
+    """The Detection2DArray built field by field with rclpy's message classes."""
+    detections = []
+    for (x0, y0, x1, y1), score, label, track_id in zip(boxes.tolist(), scores.tolist(), labels, ids):
+        box = BoundingBox2D(size_x=x1 - x0, size_y=y1 - y0)
+        box.center.position.x, box.center.position.y = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        hypothesis = ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id=label, score=score))
+        detections.append(Detection2D(header=source, results=[hypothesis], bbox=box, id=track_id))
+    return Detection2DArray(header=source, detections=detections)
+
+
+def _expected_3d(source, centres, sizes, scores, labels, ids):
+    """The Detection3DArray built field by field with rclpy's message classes."""
+    detections = []
+    for centre, size, score, label, track_id in zip(centres.tolist(), sizes.tolist(), scores.tolist(), labels, ids):
+        pose = Pose(position=Point(x=centre[0], y=centre[1], z=centre[2]))
+        hypothesis = ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id=label, score=score),
+                                              pose=PoseWithCovariance(pose=pose))
+        box = BoundingBox3D(center=pose, size=Vector3(x=size[0], y=size[1], z=size[2]))
+        detections.append(Detection3D(header=source, results=[hypothesis], bbox=box, id=track_id))
+    return Detection3DArray(header=source, detections=detections)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 31])
+def test_serialized_arrays_read_as_the_messages_rclpy_builds_and_are_as_long(count):
+    """Any mix of string lengths shifts the alignment of what follows: labels, ids and frame ids of 0 to 6
+    bytes (some two-byte characters), and every value read back as it was given."""
+    rng = np.random.default_rng(count)
+    names = ["", "a", "bé", "car", "truck", "person"]
+    source = header(sec=1_700_000_000, nanosec=999_999_999, frame_id="cam_é"[: count % 6])
+    boxes = rng.uniform(-10.0, 650.0, (count, 4))
+    scores, class_ids = rng.uniform(0.0, 1.0, count), rng.integers(0, len(names), count)
+    ids = [str(rng.integers(0, 10 ** rng.integers(0, 6))) if row % 3 else "" for row in range(count)]
+    labels = messages.class_labels(class_ids, names, "name")
+    for fmt, expected_labels in (("name", labels), ("index", [str(c) for c in class_ids.tolist()])):
+        data = messages.serialized_detection_array(source, boxes, scores, class_ids, names, fmt, ids)
+        expected = _expected_2d(source, boxes, scores, expected_labels, ids)
+        assert read_2d(data) == expected and len(data) == len(serialize_message(expected))
+    placed = BoxesIn3D(centres=rng.normal(0.0, 5.0, (count, 3)), sizes=rng.uniform(0.0, 2.0, (count, 3)),
+                       valid=rng.uniform(size=count) < 0.7)
+    rows = np.flatnonzero(placed.valid)
+    data = spatial_messages.serialized_detection_3d_array(source, placed, scores, class_ids, ids, names, "name")
+    expected = _expected_3d(source, placed.centres[rows], placed.sizes[rows], scores[rows],
+                            [labels[row] for row in rows], [ids[row] for row in rows])
+    assert deserialize_message(data, Detection3DArray) == expected and len(data) == len(serialize_message(expected))
+
+
+def test_the_encoding_check_passes_on_this_middleware():
+    detection_cdr.check_encoding()
 
 
 def test_marker_array_writer_reuses_markers_boxes_and_labels_the_current_detections():
-    writer, markers = spatial_messages.Detection3DArrayWriter(), spatial_messages.MarkerArrayWriter("cam/image")
-    placed = BoxesIn3D(centres=np.array([[0.5, 0.2, 3.0], [-1.0, 0.0, 5.0]]),
-                       sizes=np.array([[0.4, 0.6, 0.1], [1.0, 1.0, 0.0]]), valid=np.array([True, True]))
-    detections = writer.fill(header(sec=1), placed, np.array([0.9, 0.8]), np.array([2, 0]), ["4", ""], NAMES, "name")
-    first = markers.fill(header(sec=1), detections, np.array([2, 0]), NAMES)
+    markers = spatial_messages.MarkerArrayWriter("cam/image")
+    placed = BoxesIn3D(centres=np.array([[0.5, 0.2, 3.0], [9.0, 9.0, 9.0], [-1.0, 0.0, 5.0]]),
+                       sizes=np.array([[0.4, 0.6, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]),
+                       valid=np.array([True, False, True]))
+    first = markers.fill(header(sec=1), placed, np.array([2, 1, 0]), ["4", "5", ""], NAMES)
     delete_all, box, label = first.markers[:3]
     assert delete_all.action == delete_all.DELETEALL and len(first.markers) == 5
     assert (box.type, box.id, label.type, label.id) == (box.CUBE, 0, label.TEXT_VIEW_FACING, 1)
     assert (box.pose.position.x, box.pose.position.z, box.scale.y, label.text) == (0.5, 3.0, 0.6, "ring #4")
+    assert box.pose.orientation.w == 1.0 and label.pose.position.y == pytest.approx(0.2 - 0.3 - 0.12)
     assert (box.color.r, box.color.g, box.color.b) == pytest.approx([c / 255.0 for c in class_colour(2)])
     assert first.markers[4].text == "bullseye" and first.markers[3].scale.z == 0.01  # a flat object still shows
-    one = BoxesIn3D(centres=placed.centres[1:], sizes=placed.sizes[1:], valid=placed.valid[1:])
-    second = markers.fill(header(sec=2), writer.fill(header(sec=2), one, np.array([0.7]), np.array([1]), ["9"],
-                                                     NAMES), np.array([1]), NAMES)
+    one = BoxesIn3D(centres=placed.centres[2:], sizes=placed.sizes[2:], valid=placed.valid[2:])
+    second = markers.fill(header(sec=2), one, np.array([1]), ["9"], NAMES)
     assert len(second.markers) == 3 and second.markers[1] is box and second.markers[0].header.stamp.sec == 2
     assert (box.pose.position.x, second.markers[2].text) == (-1.0, "checker_square #9")
 
