@@ -13,6 +13,8 @@ its box too. So the part of a box that other detected boxes cover is left out wh
 without it.
 """
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,30 +118,39 @@ def box_centres(boxes):
 
 
 def _inner_grid(boxes, settings, width, height):
-    """Pixel columns xs [n, k] and rows ys [n, k] of an even k x k grid over each box's inner part, k * k <=
-    max_samples. Every box gets the same number of samples, so all boxes are handled as one array."""
-    side = max(1, int(np.sqrt(settings.max_samples)))
-    steps = (np.arange(side) + 0.5) / side
+    """Pixel columns and rows [n, 2, k] (grid[:, 0] columns, grid[:, 1] rows) of an even k x k grid over each
+    box's inner part, k * k <= max_samples. Every box gets the same number of samples, so all boxes are
+    handled as one array."""
+    side = max(1, math.isqrt(settings.max_samples))
     half = settings.inner_fraction / 2.0
     centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2.0, boxes[:, 2:] - boxes[:, :2]
     start = centre - extent * half  # [n, 2] pixel edges of the inner part
-    xs = np.clip(np.floor(start[:, :1] + 2.0 * half * extent[:, :1] * steps), 0, width - 1).astype(np.intp)
-    ys = np.clip(np.floor(start[:, 1:] + 2.0 * half * extent[:, 1:] * steps), 0, height - 1).astype(np.intp)
-    return xs, ys
+    grid = np.floor(start[:, :, None] + (2.0 * half * extent)[:, :, None] * _grid_steps(side)).astype(np.intp)
+    np.maximum(grid, 0, out=grid)
+    return np.minimum(grid, np.array([[width - 1], [height - 1]]), out=grid)
 
 
-def _in_other_boxes(xs, ys, boxes):
+@functools.lru_cache(maxsize=4)
+def _grid_steps(side):
+    """[side] sample positions across a unit length, at the centres of ``side`` equal parts."""
+    return (np.arange(side) + 0.5) / side
+
+
+def _in_other_boxes(grid, boxes):
     """[n, k, k] bool, row-major like the grid: whether each grid pixel of box i lies inside another box.
 
-    xs, ys: [n, k] pixel columns and rows of each box's grid (_inner_grid); boxes: [n, 4] xyxy."""
-    centres_x, centres_y = xs[:, None, :] + 0.5, ys[:, None, :] + 0.5  # [n, 1, k]
-    in_x = (centres_x >= boxes[None, :, 0, None]) & (centres_x < boxes[None, :, 2, None])  # [n, n, k]
-    in_y = (centres_y >= boxes[None, :, 1, None]) & (centres_y < boxes[None, :, 3, None])
-    itself = np.arange(len(boxes))
-    in_x[itself, itself] = False
+    grid: [n, 2, k] pixel columns and rows of each box's grid (_inner_grid); boxes: [n, 4] xyxy."""
+    count, _, side = grid.shape
+    centres = grid + 0.5
+    columns, rows = centres[:, 0].reshape(-1, 1), centres[:, 1].reshape(-1, 1)  # [n * k, 1]
+    # in_x[i, a, j]: column a of box i's grid is within box j's width; in_y[i, b, j] likewise for row b.
+    in_x = ((columns >= boxes[:, 0]) & (columns < boxes[:, 2])).reshape(count, side, count)
+    in_y = ((rows >= boxes[:, 1]) & (rows < boxes[:, 3])).reshape(count, side, count)
+    itself = np.arange(count)
+    in_x[itself, :, itself] = False
     # Grid pixel (row b, column a) of box i is in box j when both its row and column are: summed over j,
     # one batched product of [k, n] by [n, k] per box.
-    return np.matmul(in_y.transpose(0, 2, 1).astype(np.float32), in_x.astype(np.float32)) > 0.0
+    return np.matmul(in_y.astype(np.float32), in_x.transpose(0, 2, 1).astype(np.float32)) > 0.0
 
 
 def _sample_inner_parts(depth, encoding, boxes, settings):
@@ -150,28 +161,29 @@ def _sample_inner_parts(depth, encoding, boxes, settings):
     that a nearer object overlapping this one's box is not taken for it.
     """
     height, width = depth.shape
-    xs, ys = _inner_grid(boxes, settings, width, height)
-    readings = depth_in_metres(depth[ys[:, :, None], xs[:, None, :]], encoding)  # [n, k, k]
+    grid = _inner_grid(boxes, settings, width, height)
+    readings = depth_in_metres(depth[grid[:, 1, :, None], grid[:, 0, None, :]], encoding)  # [n, k, k]
     # A box wholly outside the image has no readings of its own.
     outside = (boxes[:, 2] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 3] <= 0) | (boxes[:, 1] >= height)
     readings[outside] = np.nan
+    readings = readings.reshape(len(boxes), -1)
     if len(boxes) > 1:
         valid = np.isfinite(readings)
-        shared = _in_other_boxes(xs, ys, boxes)
-        own_count = np.count_nonzero(valid & ~shared, axis=(1, 2))
-        enough = own_count >= settings.min_unshared_fraction * np.count_nonzero(valid, axis=(1, 2))
-        readings[shared & enough[:, None, None]] = np.nan
-    return readings.reshape(len(boxes), -1)
+        shared = _in_other_boxes(grid, boxes).reshape(len(boxes), -1)
+        own_count = np.count_nonzero(valid & ~shared, axis=1)
+        enough = own_count >= settings.min_unshared_fraction * np.count_nonzero(valid, axis=1)
+        readings[shared & enough[:, None]] = np.nan
+    return readings
 
 
-def _run_quantiles(ordered, start, size, qs):
-    """The qs-quantiles [n, len(qs)] of each row's run ordered[row, start:start + size] (sorted; numpy's
-    linear rule)."""
-    position = start[:, None] + np.asarray(qs)[None, :] * (size[:, None] - 1)
-    below = np.floor(position).astype(np.intp)
-    above = np.minimum(below + 1, (start + size - 1)[:, None])
-    low, high = np.take_along_axis(ordered, below, axis=1), np.take_along_axis(ordered, above, axis=1)
-    return low + (high - low) * (position - below)
+def _run_quantiles(flat, first, size, qs):
+    """The qs-quantiles [r, len(qs)] of r runs of sorted values in ``flat``, run i being flat[first[i]:first[i] +
+    size[i]] (numpy's linear rule)."""
+    position = first[:, None] + np.asarray(qs) * (size[:, None] - 1)
+    below = position.astype(np.intp)  # positions are not negative: the floor
+    above = np.minimum(below + 1, (first + size - 1)[:, None])
+    low = flat[below]
+    return low + (flat[above] - low) * (position - below)
 
 
 def object_surfaces(readings, settings, expected=None):
@@ -185,25 +197,25 @@ def object_surfaces(readings, settings, expected=None):
     count = np.count_nonzero(np.isfinite(ordered), axis=1)
     # Runs over the readings of all rows end to end: a run starts at a row's first reading and after each gap.
     starts = np.arange(width) < count[:, None]
-    starts[:, 1:] &= np.diff(ordered, axis=1) > settings.surface_gap * ordered[:, 1:]
+    starts[:, 1:] &= (ordered[:, 1:] - ordered[:, :-1]) > settings.surface_gap * ordered[:, 1:]
     first = np.flatnonzero(starts)  # [runs] flat index of each run's first reading, rows in order
     run_row = first // width
     # A run ends where the next one starts, or at its row's last reading.
-    end = np.minimum(np.append(first[1:], rows * width), run_row * width + count[run_row])
-    size = end - first
-    start = first - run_row * width
-    medians = _run_quantiles(ordered[run_row], start, size, (0.5,))[:, 0]
+    size = np.minimum(np.append(first[1:], rows * width), run_row * width + count[run_row]) - first
+    flat = ordered.reshape(-1)
+    medians = _run_quantiles(flat, first, size, (0.5,))[:, 0]
     target = np.zeros(rows) if expected is None else np.asarray(expected, np.float64)
-    mismatch = np.where(size >= settings.min_surface_fraction * count[run_row], np.abs(medians - target[run_row]),
-                        np.inf)
-    # Each row's best run: runs sorted by row, then by mismatch (ties: the nearer, which comes first).
-    order = np.lexsort((mismatch, run_row))
-    best = order[np.flatnonzero(np.diff(run_row[order], prepend=-1))]
-    best = best[np.isfinite(mismatch[best])]
+    mismatch = np.full(rows * width, np.inf)  # at each run's first reading
+    mismatch[first] = np.where(size >= settings.min_surface_fraction * count[run_row],
+                               np.abs(medians - target[run_row]), np.inf)
+    # Each row's best run: the least mismatch; of equal ones, the first (the nearer).
+    best = np.argmin(mismatch.reshape(rows, width), axis=1) + np.arange(rows) * width
+    found = np.isfinite(mismatch[best])
+    sizes = np.zeros(rows * width, np.intp)
+    sizes[first] = size
+    low, median, high = _run_quantiles(flat, best[found], sizes[best[found]], (0.1, 0.5, 0.9)).T
     distances, spreads = np.full(rows, np.nan), np.full(rows, np.nan)
-    low, distances[run_row[best]], high = _run_quantiles(ordered[run_row[best]], start[best], size[best],
-                                                          (0.1, 0.5, 0.9)).T
-    spreads[run_row[best]] = high - low
+    distances[found], spreads[found] = median, high - low
     return distances, spreads
 
 
