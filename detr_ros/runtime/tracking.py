@@ -196,7 +196,9 @@ class Tracker:
         track_ids[detections] = self._ids[tracks]
 
         expired = (stamp_ns - self._last_seen_ns) > settings.lost_timeout_s * 1e9
-        self._keep(~((unmatched & (self._states == _TENTATIVE)) | expired))
+        dropped = (unmatched & (self._states == _TENTATIVE)) | expired
+        if dropped.any():
+            self._keep(~dropped)
         born = strong_left[scores[strong_left] >= high_score + settings.birth_margin]
         track_ids[born] = self._start_tracks(boxes[born], class_ids[born], stamp_ns)
         return FrameTracks(published=published, track_ids=track_ids)
