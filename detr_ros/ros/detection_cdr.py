@@ -1,14 +1,14 @@
 """Detection arrays serialised straight from arrays to the CDR bytes a ROS publisher sends.
 
 rclpy turns a message object into its C form field by field, checking every nested message's type
-by name: about 8 microseconds per detection (a detection nests a dozen messages), 0.25 ms a frame
-at 30 objects, more than tracking them. A publisher also takes a message already serialised
+by name, and a detection nests a dozen messages: at tens of objects a frame, that conversion takes
+longer than tracking them. A publisher also takes a message already serialised
 (``Publisher.publish(bytes)``, in every ROS 2 since Foxy), and a detection's CDR is a few strings
 and a run of doubles, which these functions write directly.
 
 The bytes are plain CDR, little-endian, with its 4-byte encapsulation header (XCDR1: each value
-aligned to its size from the start of the data), the representation the ROS 2 middlewares use for
-these types, of vision_msgs 4 (ROS 2 Humble onward). ``check_encoding`` compares them with the
+aligned to its size from the start of the data), the representation Fast DDS uses for these types,
+of vision_msgs 4 (ROS 2 Humble onward). ``check_encoding`` compares them with the
 middleware's own serialisation once, when a node starts, so that any other layout or representation
 stops it with a clear error instead of sending what subscribers cannot read.
 """
@@ -132,4 +132,4 @@ def check_encoding():
         if read != expected or len(serialize_message(expected)) != len(data):
             raise ConfigError(f"this ROS middleware serialises {type(expected).__name__} otherwise than the CDR "
                               "detr_ros writes (vision_msgs 4, plain CDR little-endian); use ROS 2 Humble or newer "
-                              "with rmw_fastrtps_cpp or rmw_cyclonedds_cpp")
+                              "with rmw_fastrtps_cpp, the middleware detr_ros is tested with")
