@@ -328,7 +328,7 @@ def main(argv=None):
     print(f"  node receive->publish   p50 {result['node_receive_to_publish_p50_ms']} ms, of which the Detector "
           f"call {result['node_inference_p50_ms']} ms: overhead {result['node_overhead_p50_ms']} ms = "
           f"{100 * result['node_overhead_fraction_of_inference']:.1f}% of inference (target < 3%)")
-    print(f"  of the overhead         the publish call (rclpy's message conversion, the DDS write) "
+    print(f"  of the overhead         the publish call (the DDS write of the serialised array) "
           f"{result['node_publish_call_p50_ms']} ms; the rest {100 * result['node_overhead_less_publish_fraction_of_inference']:.1f}% "
           "of inference")
     print(f"  bare Detector.detect    p50 {result['bare_detect_ms']['p50']} ms in this process "
@@ -348,7 +348,7 @@ def main(argv=None):
         headline("node overhead (receive to publish, less the Detector call) / inference",
                  f"{100 * result['node_overhead_fraction_of_inference']:.1f}% "
                  f"({result['node_overhead_p50_ms']} of {result['node_inference_p50_ms']} ms)", "< 3%"),
-        headline("of the node overhead: the publish call (rclpy's message conversion and the DDS write); the rest "
+        headline("of the node overhead: the publish call (the DDS write of the serialised array); the rest "
                  "/ inference", f"{result['node_publish_call_p50_ms']} ms; "
                  f"{100 * result['node_overhead_less_publish_fraction_of_inference']:.1f}%"),
         headline("Detector call inside the node / bare Detector.detect in one process, same file, settings and "

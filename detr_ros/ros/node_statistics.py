@@ -2,7 +2,7 @@
 
 The callbacks count what arrives and what is rejected, the worker records each publish with
 its latency (receive to publish), the model's share of it (the Detector call), the publish
-call's share (rclpy's message conversion and the DDS write) and the frame's age (header stamp to
+call's share (the DDS write of the serialised array) and the frame's age (header stamp to
 publish). ``summary`` returns rates and percentiles over the period since the previous summary, plus running totals,
 so an operator sees the current state and tests can read exact counts.
 """
@@ -24,7 +24,7 @@ class StreamSummary:
     latency_p99_ms: float
     inference_p50_ms: float
     overhead_p50_ms: float  # latency minus inference, per frame: what the node adds to the model
-    publish_p50_ms: float  # the publish call, a part of the overhead: message conversion and the DDS write
+    publish_p50_ms: float  # the publish call, a part of the overhead: the DDS write
     age_p50_ms: float
     age_max_ms: float
     received_total: int
