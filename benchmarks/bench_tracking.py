@@ -3,7 +3,7 @@
   .venv/bin/python benchmarks/bench_tracking.py [--model models/synthetic_rtdetr.onnx] [--out PATH]
 
 Measures, with the shipped model:
-  1. IDF1, MOTA and identity switches per 100 object-frames (``detr-ros eval --tracking``) on a
+  1. IDF1, MOTA, HOTA and identity switches per 100 object-frames (``detr-ros eval --tracking``) on a
      held-out synthetic video with traffic (objects entering, leaving, crossing), at the default
      threshold; targets IDF1 >= 0.90 and at most 1 switch per 100 object-frames; and IDF1 on two
      more such videos, as IDF1 varies from one video to the next;
@@ -157,7 +157,8 @@ def main():
     }
     tracking, centre, cost = result["tracking"], result["centre_error"], result["cost"]
     print(f"bench_tracking: {args.model.name}")
-    print(f"  tracking  IDF1 {tracking['idf1']:.3f}, MOTA {tracking['mota']:.3f}, ID switches "
+    print(f"  tracking  IDF1 {tracking['idf1']:.3f}, MOTA {tracking['mota']:.3f}, HOTA {tracking['hota']:.3f}, "
+          f"ID switches "
           f"{tracking['num_switches']} = {tracking['switches_per_100_objects']:.2f} per 100 object-frames "
           f"({tracking['num_objects']} object-frames)")
     print(f"  IDF1 by held-out video (seeds {TRACKING_SEED}, {', '.join(map(str, SPREAD_SEEDS))}): "
@@ -171,6 +172,8 @@ def main():
     headlines = [
         headline("IDF1 on a held-out synthetic video (traffic), default threshold", f"{tracking['idf1']:.3f}",
                  ">= 0.90"),
+        headline("MOTA / HOTA (DetA, AssA) on that video",
+                 f"{tracking['mota']:.3f} / {tracking['hota']:.3f} ({tracking['deta']:.3f}, {tracking['assa']:.3f})", ""),
         headline(f"IDF1 of {len(idf1s)} held-out videos, each (mean)",
                  f"{' / '.join(f'{idf1:.3f}' for idf1 in idf1s)} ({np.mean(idf1s):.3f})", ""),
         headline("identity switches per 100 object-frames", f"{tracking['switches_per_100_objects']:.2f}", "<= 1"),

@@ -1,13 +1,15 @@
-"""Multi-object tracking metrics with motmetrics: MOTA, IDF1, identity switches, and their parts.
+"""Multi-object tracking metrics: MOTA, IDF1, identity switches and their parts with motmetrics; HOTA
+and its detection and association parts with trackeval.
 
-numpy and motmetrics only (no torch). A ground-truth object and a track match when their boxes
-overlap by IoU >= 0.5 (the MOTChallenge rule), whatever their classes, so a class mistake costs
-detection metrics (``detr-ros eval``), not identity ones.
+numpy, motmetrics and trackeval only (no torch). For motmetrics a ground-truth object and a track
+match when their boxes overlap by IoU >= 0.5 (the MOTChallenge rule); HOTA averages over IoU
+thresholds from 0.05 to 0.95, as defined. Classes play no part, so a class mistake costs detection
+metrics (``detr-ros eval``), not tracking ones.
 """
 
 import numpy as np
 
-from detr_ros.runtime.tracking import iou_matrix
+from detr_ros.runtime.detections import iou_matrix
 
 MATCH_IOU = 0.5
 # motmetrics' names, in the order printed.
@@ -38,7 +40,35 @@ def tracking_metrics(videos):
                                                        generate_overall=True)
     result = {name: _plain(summary.loc["OVERALL", name]) for name in METRICS}
     result["switches_per_100_objects"] = 100.0 * result["num_switches"] / max(result["num_objects"], 1)
+    result.update(hota(videos))
     return result
+
+
+def hota(videos):
+    """{"hota", "deta", "assa"}: trackeval's HOTA, detection and association accuracy over ``videos`` (as in
+    tracking_metrics) combined as one, each averaged over HOTA's IoU thresholds."""
+    from trackeval.metrics import HOTA
+
+    metric = HOTA()
+    per_video = {str(index): metric.eval_sequence(_trackeval_sequence(frames)) for index, frames in enumerate(videos)}
+    combined = metric.combine_sequences(per_video)
+    return {"hota": float(np.mean(combined["HOTA"])), "deta": float(np.mean(combined["DetA"])),
+            "assa": float(np.mean(combined["AssA"]))}
+
+
+def _trackeval_sequence(frames):
+    """One video's frames as trackeval's sequence data: ids renumbered from 0, IoU as the similarity."""
+    truth_index, track_index = {}, {}
+    truth_ids, track_ids, similarities = [], [], []
+    for truth, truth_boxes, tracks, track_boxes in frames:
+        truth_ids.append(np.array([truth_index.setdefault(i, len(truth_index)) for i in np.asarray(truth).tolist()],
+                                  np.int64))
+        track_ids.append(np.array([track_index.setdefault(i, len(track_index)) for i in np.asarray(tracks).tolist()],
+                                  np.int64))
+        similarities.append(iou_matrix(truth_boxes, track_boxes))
+    return {"num_gt_dets": sum(len(ids) for ids in truth_ids), "num_tracker_dets": sum(len(ids) for ids in track_ids),
+            "num_gt_ids": len(truth_index), "num_tracker_ids": len(track_index), "gt_ids": truth_ids,
+            "tracker_ids": track_ids, "similarity_scores": similarities}
 
 
 def _plain(value):

@@ -114,6 +114,9 @@ make_environment() {
     current_step="installing the pinned Python packages in $name"
     "${pip[@]}" install --quiet "pip==$PIP_VERSION"
     "${pip[@]}" install --quiet -c "$constraints" "${requirements[@]}"
+    if [[ " ${requirements[*]} " == *" requirements/offline.txt "* ]]; then
+        "${pip[@]}" install --quiet --no-deps -r requirements/offline-no-deps.txt
+    fi
     # shellcheck disable=SC1091
     (DETR_ROS_VENV="$venv" . "$root/scripts/activate.sh"
      build_vision_msgs "$venv"
@@ -131,13 +134,13 @@ if [ "$system_ros" = 1 ]; then
     # The system's rclpy and messages are built against its own numpy and OpenCV: keep those,
     # and let the lock pin everything else.
     main_requirements=(-r requirements/offline.txt -r requirements/dev.txt onnxruntime pyyaml)
-    main_files=(requirements/offline.txt requirements/dev.txt requirements/lock.txt)
+    main_files=(requirements/offline.txt requirements/offline-no-deps.txt requirements/dev.txt requirements/lock.txt)
     main_distro=""
 else
     main_requirements=(-r requirements/runtime.txt -r requirements/offline.txt -r requirements/dev.txt
                        -r requirements/ros.txt)
-    main_files=(requirements/runtime.txt requirements/offline.txt requirements/dev.txt requirements/ros.txt
-                requirements/lock.txt)
+    main_files=(requirements/runtime.txt requirements/offline.txt requirements/offline-no-deps.txt
+                requirements/dev.txt requirements/ros.txt requirements/lock.txt)
     main_distro=kilted
 fi
 main_key="$(environment_key "${main_files[@]}")"
@@ -171,7 +174,7 @@ if [ "$main_ready" = 0 ]; then
         grep -v -E '^(numpy|opencv)' requirements/lock.txt > "$constraints"
     fi
     make_environment "$root/.venv" "$main_distro" "$main_key" "$constraints" "${main_requirements[@]}" \
-        -- "${robot_modules[@]}" torch torchvision
+        -- "${robot_modules[@]}" torch torchvision trackeval.metrics
 fi
 if [ "$jazzy_ready" = 0 ]; then
     make_environment "$root/.venv-jazzy" jazzy "$jazzy_key" requirements/lock-jazzy.txt \

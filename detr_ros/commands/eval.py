@@ -5,7 +5,7 @@ an ``.onnx`` file (run through ``detr_ros.runtime.Detector``, so the artifact th
 measured). DATA is a folder as ``detr-ros synth`` writes it. Prints pycocotools' AP, AP50, AP75,
 APs, APm, APl and a per-class table of AP and AP50; with ``--tracking`` (DATA a video from
 ``detr-ros synth --video``), the model and the node's tracker's MOTA, IDF1 and identity switches
-(motmetrics).
+(motmetrics) and HOTA with its detection and association parts (trackeval).
 """
 
 import json
@@ -45,6 +45,7 @@ def format_tracking_metrics(metrics, title):
         title,
         f"  MOTA {metrics['mota']:.3f}  IDF1 {metrics['idf1']:.3f}  (IDP {metrics['idp']:.3f}, IDR {metrics['idr']:.3f})"
         f"  MOTP(1-IoU) {metrics['motp']:.3f}",
+        f"  HOTA {metrics['hota']:.3f}  (DetA {metrics['deta']:.3f}, AssA {metrics['assa']:.3f})",
         f"  ID switches {metrics['num_switches']} ({metrics['switches_per_100_objects']:.2f} per 100 object-frames), "
         f"fragmentations {metrics['num_fragmentations']}",
         f"  false positives {metrics['num_false_positives']}, misses {metrics['num_misses']} of "
