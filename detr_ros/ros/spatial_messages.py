@@ -76,7 +76,8 @@ class MarkerArrayWriter:
             box.color.r, box.color.g, box.color.b = (channel / 255.0 for channel in class_colour(class_id))
             name = class_label(class_id, class_names, "name")
             label.text = f"{name} #{track_id}" if track_id else name
-            label.pose.position.x, label.pose.position.y, label.pose.position.z = x, y - height / 2.0 - _TEXT_HEIGHT_M, z
+            label.pose.position.x, label.pose.position.z = x, z
+            label.pose.position.y = y - height / 2.0 - _TEXT_HEIGHT_M
             markers += [box, label]
         self._message.markers = markers
         return self._message
