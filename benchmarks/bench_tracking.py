@@ -28,8 +28,8 @@ from results import headline, write_result
 
 from detr_ros.runtime import Detector
 from detr_ros.runtime.depth import TrackPlacer, locate_boxes
-from detr_ros.runtime.detections import DEFAULT_SCORE_THRESHOLD, Detections
-from detr_ros.runtime.tracking import Tracker, iou_matrix
+from detr_ros.runtime.detections import DEFAULT_SCORE_THRESHOLD, Detections, iou_matrix
+from detr_ros.runtime.tracking import Tracker
 from detr_ros.synthetic.dataset import synthesize
 from detr_ros.synthetic.video import SceneVideo
 from detr_ros.training.evaluate_tracking import evaluate_tracking
@@ -78,7 +78,7 @@ def per_frame_cost(model, frames, objects=30):
     from vision_msgs.msg import Detection2DArray, Detection3DArray
     from visualization_msgs.msg import MarkerArray
 
-    from detr_ros.ros import messages, spatial_messages
+    from detr_ros.ros import detection_cdr, messages, spatial_messages
     from detr_ros.ros.depth_messages import depth_image_message
     from detr_ros.ros.detector_parameters import SPECS
     from detr_ros.runtime.cpu_int8 import choose_cpu_model
@@ -110,15 +110,16 @@ def per_frame_cost(model, frames, objects=30):
             depth, encoding = np.frombuffer(depth_mm[index].data, "<u2").reshape(frame.depth_m.shape), "16UC1"
             started = time.perf_counter()
             detector.detect(frame.bgr, "bgr")
-            publish_2d(messages.serialized_detection_array(header, detections.boxes, detections.scores,
-                                                           detections.class_ids, names))
+            labels = messages.class_labels(detections.class_ids, names, "index")
+            publish_2d(detection_cdr.detection_2d_array(header, detections.boxes, detections.scores, labels))
             node_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
             published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
             ids = [str(i) if i else "" for i in track_ids.tolist()]
             placed = placer.locate(depth, published.boxes, ids, video.intrinsics, encoding=encoding)
-            publish_3d(spatial_messages.serialized_detection_3d_array(header, placed, published.scores,
-                                                                      published.class_ids, ids, names))
+            # Labels of the tracked detections (the node makes them once, for the 2D and the 3D array).
+            publish_3d(spatial_messages.serialized_detection_3d_array(
+                header, placed, published.scores, messages.class_labels(published.class_ids, names, "index"), ids))
             added_ms.append(1e3 * (time.perf_counter() - started))
             started = time.perf_counter()
             publish_markers(marker_writer.fill(header, placed, published.class_ids, ids, names))

@@ -19,7 +19,7 @@ from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from detr_ros.ros import messages
+from detr_ros.ros import detection_cdr, messages
 from detr_ros.ros.recorder_node import Recording, detection_arrays
 from detr_ros.synthetic import CLASS_NAMES, SceneVideo
 from detr_ros.tools.demo import average_precision_50
@@ -161,14 +161,14 @@ def test_detection_arrays_read_back_what_the_detector_publishes():
     scores = np.array([0.9, 0.6], np.float32)
     classes = np.array([3, 0], np.int64)
     for class_id_format in ("index", "name"):
-        message = deserialize_message(messages.serialized_detection_array(Header(), boxes, scores, classes,
-                                                                          list(CLASS_NAMES), class_id_format),
+        labels = messages.class_labels(classes, list(CLASS_NAMES), class_id_format)
+        message = deserialize_message(detection_cdr.detection_2d_array(Header(), boxes, scores, labels),
                                       Detection2DArray)
         read_boxes, read_scores, read_classes = detection_arrays(message, list(CLASS_NAMES))
         assert np.allclose(read_boxes, boxes) and np.allclose(read_scores, scores)
         assert read_classes.tolist() == classes.tolist()
-    message = deserialize_message(messages.serialized_detection_array(Header(), boxes, scores, classes,
-                                                                      ["a", "b", "c", "d"], "name"), Detection2DArray)
+    labels = messages.class_labels(classes, ["a", "b", "c", "d"], "name")
+    message = deserialize_message(detection_cdr.detection_2d_array(Header(), boxes, scores, labels), Detection2DArray)
     assert detection_arrays(message, ["other"])[2].tolist() == [-1, -1]
 
 

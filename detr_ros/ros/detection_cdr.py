@@ -67,10 +67,12 @@ def _hypothesis(data, head, label, score):
 def detection_2d_array(header, boxes, scores, labels, ids=None):
     """A vision_msgs/Detection2DArray as CDR bytes.
 
-    header: std_msgs/Header for the array and every detection; boxes: [n, 4] xyxy pixels; scores: [n];
-    labels: [n] strings for ObjectHypothesis.class_id; ids: [n] strings for Detection2D.id (track
-    ids), or None: empty. Each detection has one hypothesis, whose pose is the identity with zero
-    covariance.
+    header: std_msgs/Header for the array and every detection (the published stamp and frame_id);
+    boxes: [n, 4] xyxy pixels; scores: [n]; labels: [n] strings for ObjectHypothesis.class_id
+    (messages.class_labels); ids: [n] strings for Detection2D.id (track ids), or None: empty, as
+    vision_msgs asks of detections that no tracker has identified. Each detection has a centre/size
+    box and one hypothesis, whose pose is the identity with zero covariance.
+    rclpy.serialization.deserialize_message reads the bytes back.
     """
     data, head = _start(header, len(labels))
     ids = [""] * len(labels) if ids is None else ids

@@ -305,8 +305,8 @@ class DetectorWork:
             header.frame_id = settings.frame_id
         stamp_ns = messages.stamp_ns(frame.header)
         detections, ids = self._perception.track(frame.camera, detections, stamp_ns, settings.score_threshold)
-        message = messages.serialized_detection_array(
-            header, detections.boxes, detections.scores, detections.class_ids, names, settings.class_id_format, ids)
+        labels = messages.class_labels(detections.class_ids, names, settings.class_id_format)
+        message = detection_cdr.detection_2d_array(header, detections.boxes, detections.scores, labels, ids)
         publish_started_ns = time.monotonic_ns()
         camera.detections.publish(message)
         # The latency figures are the 2D output's: taken before any wait for a matching depth frame.
@@ -314,13 +314,12 @@ class DetectorWork:
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            published_ns - publish_started_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
-        self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids,
-                                    (frame.image.shape[1], frame.image.shape[0]), names, settings.class_id_format)
+        self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids, labels,
+                                    (frame.image.shape[1], frame.image.shape[0]), names)
         debug_image = camera.debug_image
         if debug_image is not None and debug_image.get_subscription_count() > 0:
-            labels = [messages.class_label(c, names, "name") for c in detections.class_ids.tolist()]
             drawn = draw_detections(frame.image, frame.color_order, detections.boxes, detections.scores,
-                                    detections.class_ids, labels)
+                                    detections.class_ids, messages.class_labels(detections.class_ids, names, "name"))
             debug_image.publish(messages.image_message(header, drawn, "rgb8"))
 
     def _publish_label_info(self):

@@ -11,7 +11,6 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import LabelInfo, VisionClass
 
-from detr_ros.ros import detection_cdr
 from detr_ros.ros.image_conversion import encode_compressed, encode_image
 
 # ObjectHypothesis.class_id: the training-class index, or the class name (class_label).
@@ -33,20 +32,6 @@ def class_label(class_id, class_names, class_id_format):
 def class_labels(class_ids, class_names, class_id_format):
     """The class_label strings [n] of training-class indices [n]."""
     return [class_label(class_id, class_names, class_id_format) for class_id in np.asarray(class_ids).tolist()]
-
-
-def serialized_detection_array(header, boxes, scores, class_ids, class_names, class_id_format="index", ids=None):
-    """The vision_msgs/Detection2DArray of one frame, serialised: bytes a publisher sends as they are
-    (detection_cdr; rclpy.serialization.deserialize_message reads them back).
-
-    header: std_msgs/Header already carrying the published stamp and frame_id.
-    boxes: [n, 4] xyxy in source-image pixels; scores: [n]; class_ids: [n] training-class indices.
-    Each detection gets the same header, a centre/size box, one hypothesis and ``id``: its entry
-    of ``ids`` (strings, e.g. track ids), or empty without them, as vision_msgs asks of
-    detections that no tracker has identified.
-    """
-    return detection_cdr.detection_2d_array(header, boxes, scores, class_labels(class_ids, class_names,
-                                                                                class_id_format), ids)
 
 
 def label_info(header, class_names, threshold):

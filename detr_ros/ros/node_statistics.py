@@ -3,8 +3,8 @@
 The callbacks count what arrives and what is rejected, the worker records each publish with
 its latency (receive to publish), the model's share of it (the Detector call), the publish
 call's share (the DDS write of the serialised array) and the frame's age (header stamp to
-publish). ``summary`` returns rates and percentiles over the period since the previous summary, plus running totals,
-so an operator sees the current state and tests can read exact counts.
+publish). ``summary`` returns rates and percentiles over the period since the previous summary,
+plus running totals, so an operator sees the current state and tests can read exact counts.
 """
 
 import threading

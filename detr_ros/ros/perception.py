@@ -132,11 +132,12 @@ class Perception:
         published, track_ids = self._trackers[camera].track(detections, stamp_ns, score_threshold)
         return published, [str(i) if i else "" for i in track_ids.tolist()]
 
-    def publish_3d(self, camera, header, stamp_ns, detections, ids, image_size, class_names, class_id_format):
+    def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size, class_names):
         """Publish the frame's detections in 3D if the camera has depth and a frame of it matches the stamp.
 
-        detections: the published Detections; ids: their ids (None: empty, as in 2D); image_size: the colour
-        image's (width, height).
+        detections: the published Detections; ids: their ids (None: empty, as in 2D); labels: their
+        ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height);
+        class_names: for the rviz markers' text.
         """
         depth_camera = self._depth[camera]
         if depth_camera is None or depth_camera.intrinsics is None:
@@ -149,7 +150,7 @@ class Perception:
         placed = depth_camera.placer.locate(depth, detections.boxes, ids, depth_camera.intrinsics, image_size,
                                             encoding)
         depth_camera.detections_3d.publish(spatial_messages.serialized_detection_3d_array(
-            header, placed, detections.scores, detections.class_ids, ids, class_names, class_id_format))
+            header, placed, detections.scores, labels, ids))
         if depth_camera.markers.get_subscription_count() > 0:
             depth_camera.markers.publish(depth_camera.marker_writer.fill(header, placed, detections.class_ids, ids,
                                                                          class_names))

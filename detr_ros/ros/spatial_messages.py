@@ -11,7 +11,7 @@ from builtin_interfaces.msg import Duration
 from visualization_msgs.msg import Marker, MarkerArray
 
 from detr_ros.ros import detection_cdr
-from detr_ros.ros.messages import class_label, class_labels
+from detr_ros.ros.messages import class_label
 from detr_ros.runtime.drawing import class_colour
 
 # Markers live a little longer than a frame interval would need, so that rviz clears the boxes of a
@@ -21,18 +21,18 @@ _TEXT_HEIGHT_M = 0.12
 _BOX_ALPHA = 0.45
 
 
-def serialized_detection_3d_array(header, placed, scores, class_ids, ids, class_names, class_id_format="index"):
-    """The vision_msgs/Detection3DArray of the detections with a valid 3D placement, serialised (as
-    messages.serialized_detection_array).
+def serialized_detection_3d_array(header, placed, scores, labels, ids):
+    """The vision_msgs/Detection3DArray of the detections with a valid 3D placement, serialised
+    (detection_cdr.detection_3d_array).
 
-    placed: BoxesIn3D for the n detections; scores [n]; class_ids [n] training-class indices;
-    ids: [n] strings (track ids, or empty). Each Detection3D carries the hypothesis (class, score,
-    pose at the centre), the box (centre, size; axes of the optical frame) and the id.
+    placed: BoxesIn3D for the n detections; scores [n]; labels: [n] ObjectHypothesis.class_id strings
+    (messages.class_labels); ids: [n] strings (track ids, or empty). Each Detection3D carries the
+    hypothesis (class, score, pose at the centre), the box (centre, size; axes of the optical frame)
+    and the id.
     """
-    rows = np.flatnonzero(placed.valid)
+    rows = np.flatnonzero(placed.valid).tolist()
     return detection_cdr.detection_3d_array(header, placed.centres[rows], placed.sizes[rows], np.asarray(scores)[rows],
-                                            class_labels(np.asarray(class_ids)[rows], class_names, class_id_format),
-                                            [ids[row] for row in rows.tolist()])
+                                            [labels[row] for row in rows], [ids[row] for row in rows])
 
 
 class MarkerArrayWriter:

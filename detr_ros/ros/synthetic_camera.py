@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 
-from detr_ros.ros import messages, spatial_messages
+from detr_ros.ros import detection_cdr, messages, spatial_messages
 from detr_ros.ros.depth_messages import camera_info_message, depth_image_message
 from detr_ros.ros.executable import run_node
 from detr_ros.ros.image_conversion import COMPRESSED_FORMATS, MAX_IMAGE_SIDE, SUPPORTED_ENCODINGS
@@ -51,16 +51,17 @@ PARAMETERS = (
 )
 
 
+def _labels_and_ids(annotations):
+    """ObjectAnnotations' class indices as ObjectHypothesis.class_id strings, and their track ids as ids."""
+    return (messages.class_labels([a.class_index for a in annotations], [], "index"),
+            [str(a.track_id) for a in annotations])
+
+
 def ground_truth_message(header, annotations):
     """The serialised Detection2DArray of a frame's ObjectAnnotations: xyxy pixel-edge boxes, class index,
     score 1, track id."""
-    if annotations:
-        boxes = np.array([a.box for a in annotations], np.float64)
-        class_ids = np.array([a.class_index for a in annotations], np.int64)
-    else:
-        boxes, class_ids = np.zeros((0, 4)), np.zeros(0, np.int64)
-    return messages.serialized_detection_array(header, boxes, np.ones(len(annotations)), class_ids, [], "index",
-                                               [str(a.track_id) for a in annotations])
+    boxes = np.array([a.box for a in annotations], np.float64).reshape(-1, 4)
+    return detection_cdr.detection_2d_array(header, boxes, np.ones(len(annotations)), *_labels_and_ids(annotations))
 
 
 def ground_truth_3d_message(header, annotations):
@@ -69,8 +70,7 @@ def ground_truth_3d_message(header, annotations):
     centres = np.array([a.position for a in annotations], np.float64).reshape(-1, 3)
     placed = BoxesIn3D(centres=centres, sizes=np.zeros_like(centres), valid=np.ones(len(annotations), bool))
     return spatial_messages.serialized_detection_3d_array(header, placed, np.ones(len(annotations)),
-                                                          [a.class_index for a in annotations],
-                                                          [str(a.track_id) for a in annotations], [], "index")
+                                                          *_labels_and_ids(annotations))
 
 
 class SyntheticCamera(Node):

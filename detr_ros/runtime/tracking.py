@@ -11,8 +11,9 @@ to the detections by IoU, one to one (scipy's linear_sum_assignment), in ByteTra
 
 Before that, of detections overlapping by more than ``same_object_iou`` whatever their classes, only
 the best counts: the model sometimes answers one object twice, once per class it hesitates between,
-and two tracks on one object would be an identity error. Strong detections left over that score ``birth_margin`` above the threshold start tentative tracks; a track becomes confirmed, and gets its id,
-after ``confirm_frames`` frames in a row. Ids count up from 1 per tracker and are never reused. A
+and two tracks on one object would be an identity error. Strong detections left over that score
+``birth_margin`` above the threshold start tentative tracks; a track becomes confirmed, and gets its
+id, after ``confirm_frames`` frames in a row. Ids count up from 1 per tracker and are never reused. A
 confirmed track unmatched for ``lost_timeout_s`` is dropped; so is every track when the stamps
 jump backwards (a replayed recording) or pause longer than ``reset_gap_s``. A track keeps the class
 of its latest detection; matching prefers pairs that keep their class (CLASS_CHANGE_COST), so objects

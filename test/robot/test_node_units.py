@@ -45,11 +45,16 @@ def read_2d(data):
     return deserialize_message(data, Detection2DArray)
 
 
+def serialized_2d(source, boxes, scores, class_ids, names, class_id_format="index", ids=None):
+    """The node's serialised Detection2DArray: class ids as labels, then detection_cdr."""
+    return detection_cdr.detection_2d_array(source, boxes, scores, messages.class_labels(class_ids, names,
+                                                                                         class_id_format), ids)
+
+
 def test_detection_array_has_centre_size_boxes_and_the_frame_header():
     boxes = np.array([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 4.0, 2.0]], np.float32)
     source = header()
-    array = read_2d(messages.serialized_detection_array(source, boxes, np.array([0.9, 0.6], np.float32),
-                                                        np.array([2, 0]), NAMES))
+    array = read_2d(serialized_2d(source, boxes, np.array([0.9, 0.6], np.float32), np.array([2, 0]), NAMES))
     assert (array.header.stamp, array.header.frame_id) == (source.stamp, "cam_optical")
     first, second = array.detections
     assert (first.bbox.center.position.x, first.bbox.center.position.y) == (30.0, 60.0)
@@ -63,14 +68,12 @@ def test_detection_array_has_centre_size_boxes_and_the_frame_header():
 
 
 def test_class_names_as_class_ids():
-    array = read_2d(messages.serialized_detection_array(header(), np.zeros((1, 4)), np.ones(1), np.array([1]), NAMES,
-                                                        "name"))
+    array = read_2d(serialized_2d(header(), np.zeros((1, 4)), np.ones(1), np.array([1]), NAMES, "name"))
     assert array.detections[0].results[0].hypothesis.class_id == "checker_square"
 
 
 def test_empty_frame_gives_empty_array_with_header():
-    array = read_2d(messages.serialized_detection_array(header(), np.zeros((0, 4)), np.zeros(0),
-                                                        np.zeros(0, np.int64), NAMES))
+    array = read_2d(serialized_2d(header(), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), NAMES))
     assert array.detections == [] and array.header.stamp.sec == 12
 
 
@@ -109,13 +112,13 @@ def test_serialized_arrays_read_as_the_messages_rclpy_builds_and_are_as_long(cou
     ids = [str(rng.integers(0, 10 ** rng.integers(0, 6))) if row % 3 else "" for row in range(count)]
     labels = messages.class_labels(class_ids, names, "name")
     for fmt, expected_labels in (("name", labels), ("index", [str(c) for c in class_ids.tolist()])):
-        data = messages.serialized_detection_array(source, boxes, scores, class_ids, names, fmt, ids)
+        data = serialized_2d(source, boxes, scores, class_ids, names, fmt, ids)
         expected = _expected_2d(source, boxes, scores, expected_labels, ids)
         assert read_2d(data) == expected and len(data) == len(serialize_message(expected))
     placed = BoxesIn3D(centres=rng.normal(0.0, 5.0, (count, 3)), sizes=rng.uniform(0.0, 2.0, (count, 3)),
                        valid=rng.uniform(size=count) < 0.7)
     rows = np.flatnonzero(placed.valid)
-    data = spatial_messages.serialized_detection_3d_array(source, placed, scores, class_ids, ids, names, "name")
+    data = spatial_messages.serialized_detection_3d_array(source, placed, scores, labels, ids)
     expected = _expected_3d(source, placed.centres[rows], placed.sizes[rows], scores[rows],
                             [labels[row] for row in rows], [ids[row] for row in rows])
     assert deserialize_message(data, Detection3DArray) == expected and len(data) == len(serialize_message(expected))
