@@ -309,7 +309,7 @@ class DetectorWork:
         message = detection_cdr.detection_2d_array(header, detections.boxes, detections.scores, labels, ids)
         publish_started_ns = time.monotonic_ns()
         camera.detections.publish(message)
-        # The latency figures are the 2D output's: taken before any wait for a matching depth frame.
+        # The latency figures are the 2D output's: taken before the 3D placement.
         published_ns = time.monotonic_ns()
         camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
                                            published_ns - publish_started_ns,

@@ -101,8 +101,8 @@ PARAMETERS = (
                   "publishes <ns>/detections_3d and <ns>/markers; unset or empty: no 3D", per_camera=True),
     ParameterSpec("depth_tolerance_s", 0.02, "largest stamp difference between a colour frame and its depth frame",
                   low=0.0, high=1.0),
-    ParameterSpec("depth_wait_s", 0.1, "how long a frame whose depth has not come yet waits for it (the next "
-                  "frame's inference waits too), after its 2D detections are out", low=0.0, high=1.0),
+    ParameterSpec("depth_wait_s", 0.1, "how long a frame's detections wait for its depth frame, for 3D, after "
+                  "its 2D detections are out (nothing else waits meanwhile)", low=0.0, high=10.0),
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
 

@@ -60,8 +60,8 @@ DETECTOR_ARGUMENTS = (
                    "none), a YAML list or a single topic; \"[]\": none; empty: as in params_file", "depth_topics"),
     LaunchArgument("depth_tolerance_s", "", "largest stamp difference between a colour frame and its depth frame "
                    "(seconds); empty: as in params_file", "depth_tolerance_s"),
-    LaunchArgument("depth_wait_s", "", "how long a frame waits for its depth frame (seconds); empty: as in "
-                   "params_file", "depth_wait_s"),
+    LaunchArgument("depth_wait_s", "", "how long a frame's detections wait for its depth frame, for 3D "
+                   "(seconds); empty: as in params_file", "depth_wait_s"),
     LaunchArgument("use_sim_time", "false", "true: stamp diagnostics and label_info with /clock", "use_sim_time"),
     LaunchArgument("namespace", "", "namespace of the node and its topics"),
     LaunchArgument("node_name", NODE_NAME, "name of the node, which `ros2 param` and `ros2 node` use"),

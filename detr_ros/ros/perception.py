@@ -6,11 +6,15 @@ The node keeps to a few hook lines: it asks ``detection_threshold`` what to run 
 millimetres or 32FC1 metres, aligned to the colour image) and ``camera_info`` beside it, and
 publishes ``<ns>/detections_3d`` (vision_msgs/Detection3DArray) and ``<ns>/markers``
 (visualization_msgs/MarkerArray for rviz) for each frame whose depth, stamped within
-``depth_tolerance_s`` of it, came by ``depth_wait_s`` after its 2D detections were published;
-a frame without depth gets its 2D detections only.
+``depth_tolerance_s`` of it, comes by ``depth_wait_s`` after its 2D detections were published;
+a frame without depth gets its 2D detections only. Nothing waits for depth: a frame is placed in
+3D by the inference worker when its depth came first, else by the depth subscription's callback
+when its depth comes, so a late or stopped depth stream never holds up the 2D detections.
 """
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 from rclpy.exceptions import NameValidationException
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -22,7 +26,7 @@ from detr_ros.errors import ConfigError
 from detr_ros.ros import messages, spatial_messages
 from detr_ros.ros.depth_messages import decode_depth_message, intrinsics_from_camera_info
 from detr_ros.ros.image_conversion import ImageMessageError
-from detr_ros.ros.stamp_sync import StampBuffer
+from detr_ros.ros.stamp_sync import StampPairing
 from detr_ros.runtime.depth import TrackPlacer
 from detr_ros.runtime.tracking import Tracker, TrackerSettings
 
@@ -53,13 +57,27 @@ def camera_info_topic(depth_topic):
 
 
 @dataclass
+class _Published2D:
+    """A frame's published 2D output, as publish_3d takes it, kept until its depth frame comes."""
+
+    header: object
+    detections: object
+    ids: list
+    labels: list
+    image_size: tuple
+    class_names: list
+
+
+@dataclass
 class _DepthCamera:
-    frames: StampBuffer
+    pairing: StampPairing
     detections_3d: object  # publishers
     markers: object
     marker_writer: spatial_messages.MarkerArrayWriter
     placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
+    # Held while pairing and placing: the worker and the depth callback both do, in different threads.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Perception:
@@ -71,7 +89,7 @@ class Perception:
         settings = tracker_settings(values) if values["tracking"] else None
         self._trackers = [Tracker(settings) for _ in cameras_topics] if settings else None
         self._tolerance_ns = round(values["depth_tolerance_s"] * 1e9)
-        self._wait_s = values["depth_wait_s"]
+        self._wait_ns = round(values["depth_wait_s"] * 1e9)
         depth_topics = depth_topics_for(values["depth_topics"], len(cameras_topics))
         try:
             self._depth = [self._subscribe_depth(topic, camera, input_qos) if topic else None
@@ -81,7 +99,7 @@ class Perception:
 
     def _subscribe_depth(self, depth_topic, camera_topics, input_qos):
         prefix = camera_topics.detections[: -len("detections")]
-        camera = _DepthCamera(frames=StampBuffer(),
+        camera = _DepthCamera(pairing=StampPairing(self._tolerance_ns, self._wait_ns),
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
@@ -96,7 +114,10 @@ class Perception:
                 self._node.get_logger().warning(f"rejected a message on {depth_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
                 return
-            camera.frames.put(messages.stamp_ns(msg.header), (depth, encoding))
+            with camera.lock:
+                for waiting in camera.pairing.add_depth(messages.stamp_ns(msg.header), (depth, encoding),
+                                                        time.monotonic_ns()):
+                    self._place(camera, waiting, (depth, encoding))
 
         def on_camera_info(msg):
             try:
@@ -133,24 +154,34 @@ class Perception:
         return published, [str(i) if i else "" for i in track_ids.tolist()]
 
     def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size, class_names):
-        """Publish the frame's detections in 3D if the camera has depth and a frame of it matches the stamp.
+        """Publish the frame's detections in 3D if the camera has depth: now if its depth frame is here,
+        else when it comes (by ``depth_wait_s``).
 
         detections: the published Detections; ids: their ids (None: empty, as in 2D); labels: their
         ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height);
         class_names: for the rviz markers' text.
         """
         depth_camera = self._depth[camera]
-        if depth_camera is None or depth_camera.intrinsics is None:
+        if depth_camera is None:
             return
-        found = depth_camera.frames.nearest(stamp_ns, self._tolerance_ns, self._wait_s)
-        if found is None:
-            return
-        depth, encoding = found
-        ids = ids if ids is not None else [""] * len(detections)
-        placed = depth_camera.placer.locate(depth, detections.boxes, ids, depth_camera.intrinsics, image_size,
-                                            encoding)
+        published = _Published2D(header, detections, ids if ids is not None else [""] * len(detections), labels,
+                                 image_size, class_names)
+        with depth_camera.lock:
+            depth = depth_camera.pairing.add_detections(stamp_ns, published, time.monotonic_ns())
+            if depth is not None:
+                self._place(depth_camera, published, depth)
+
+    @staticmethod
+    def _place(depth_camera, published, depth):
+        """Place a frame's published detections with its depth frame (depth, encoding) and publish them;
+        called with ``depth_camera.lock`` held, so frames are placed in stamp order."""
+        if depth_camera.intrinsics is None:
+            return  # no camera_info yet
+        depth, encoding = depth
+        placed = depth_camera.placer.locate(depth, published.detections.boxes, published.ids,
+                                            depth_camera.intrinsics, published.image_size, encoding)
         depth_camera.detections_3d.publish(spatial_messages.serialized_detection_3d_array(
-            header, placed, detections.scores, labels, ids))
+            published.header, placed, published.detections.scores, published.labels, published.ids))
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(depth_camera.marker_writer.fill(header, placed, detections.class_ids, ids,
-                                                                         class_names))
+            depth_camera.markers.publish(depth_camera.marker_writer.fill(
+                published.header, placed, published.detections.class_ids, published.ids, published.class_names))

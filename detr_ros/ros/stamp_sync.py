@@ -1,38 +1,53 @@
 """Pairing a camera's colour frames with its depth frames by header stamp (message_filters is not on PyPI).
 
-Depth frames wait in a short buffer; a colour frame takes the one whose stamp is nearest its own,
-if within the tolerance. Aligned RGB-D drivers stamp both images of a capture alike, so the
-tolerance only absorbs clock jitter. The two images travel as separate messages, and the colour
-one may be through the model before its depth has arrived, so a frame may wait a little for it;
-a frame whose depth is later still, or lost, gets none (the node has published its 2D detections
-already).
+Aligned RGB-D drivers stamp both images of a capture alike, so the tolerance only absorbs clock
+jitter. The two images travel as separate messages and either may come first: depth frames wait
+in a short buffer for their colour frames' detections, and detections whose depth has not come
+yet wait for it, for ``wait_ns`` at most, without holding anything else up. Detections whose
+depth is later still, or lost, are let go: their 2D detections went out already.
 """
 
-import threading
 from collections import deque
 
 
-class StampBuffer:
-    """The last ``capacity`` items of one stream by stamp (ns); thread-safe (callback puts, worker finds)."""
+class StampPairing:
+    """Pairs one camera's depth frames with its frames' detections by stamp (ns); not thread-safe.
 
-    def __init__(self, capacity=30):
-        self._items = deque(maxlen=capacity)
-        self._arrived = threading.Condition()
+    Detections take the depth frame nearest their stamp, within ``tolerance_ns``, of those that
+    have come; waiting detections take the first one within it that comes. Depth stamps are taken
+    to arrive in order (one publisher, one topic), so a depth frame stamped later than waiting
+    detections (beyond the tolerance) means that theirs will not come.
+    """
 
-    def put(self, stamp_ns, item):
-        with self._arrived:
-            self._items.append((stamp_ns, item))
-            self._arrived.notify_all()
+    def __init__(self, tolerance_ns, wait_ns, capacity=30):
+        self._tolerance_ns = tolerance_ns
+        self._wait_ns = wait_ns
+        self._depth = deque(maxlen=capacity)  # (stamp_ns, depth frame)
+        self._waiting = deque(maxlen=capacity)  # (stamp_ns, deadline_ns, detections)
 
-    def _nearest(self, stamp_ns, tolerance_ns):
-        best = min(self._items, key=lambda entry: abs(entry[0] - stamp_ns), default=None)
-        return best if best is not None and abs(best[0] - stamp_ns) <= tolerance_ns else None
+    def add_detections(self, stamp_ns, detections, now_ns):
+        """The depth frame for a frame's detections, or None: then they wait for it, unless it cannot come.
 
-    def nearest(self, stamp_ns, tolerance_ns, wait_s=0.0):
-        """The item whose stamp is nearest ``stamp_ns``, within ``tolerance_ns``, or None; waits up to
-        ``wait_s`` seconds for one to arrive unless a later one has come (then none will)."""
-        with self._arrived:
-            self._arrived.wait_for(lambda: self._nearest(stamp_ns, tolerance_ns) is not None or any(
-                stamp > stamp_ns + tolerance_ns for stamp, _ in self._items), wait_s)
-            best = self._nearest(stamp_ns, tolerance_ns)
-        return None if best is None else best[1]
+        now_ns: a monotonic clock's time, which ``wait_ns`` counts from."""
+        best = min(self._depth, key=lambda entry: abs(entry[0] - stamp_ns), default=None)
+        if best is not None and abs(best[0] - stamp_ns) <= self._tolerance_ns:
+            return best[1]
+        if not any(depth_stamp > stamp_ns + self._tolerance_ns for depth_stamp, _ in self._depth):
+            self._waiting.append((stamp_ns, now_ns + self._wait_ns, detections))
+        return None
+
+    def add_depth(self, stamp_ns, depth, now_ns):
+        """Keep a depth frame; returns the waiting detections it pairs with, oldest first, and lets go of
+        those whose wait is over or whose depth frame this one shows lost."""
+        self._depth.append((stamp_ns, depth))
+        paired, waiting = [], deque(maxlen=self._waiting.maxlen)
+        for entry in self._waiting:
+            waiting_stamp, deadline_ns, detections = entry
+            if now_ns > deadline_ns or waiting_stamp + self._tolerance_ns < stamp_ns:
+                continue
+            if abs(waiting_stamp - stamp_ns) <= self._tolerance_ns:
+                paired.append(detections)
+            else:
+                waiting.append(entry)
+        self._waiting = waiting
+        return paired

@@ -1,7 +1,5 @@
 """Depth images and CameraInfo as messages, and pairing frames by stamp: plain functions, no ROS context."""
 
-import threading
-
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -14,7 +12,7 @@ from detr_ros.ros.depth_messages import (
     intrinsics_from_camera_info,
 )
 from detr_ros.ros.image_conversion import ImageMessageError
-from detr_ros.ros.stamp_sync import StampBuffer
+from detr_ros.ros.stamp_sync import StampPairing
 from detr_ros.runtime.depth import CameraIntrinsics, depth_in_metres
 
 
@@ -49,12 +47,25 @@ def test_camera_info_carries_the_intrinsics():
     assert intrinsics_from_camera_info(camera_info_message(Header(), intrinsics)) == intrinsics
 
 
-def test_the_nearest_stamp_within_tolerance_is_paired_and_a_late_one_is_waited_for():
-    buffer = StampBuffer(capacity=3)
+def test_detections_take_the_nearest_depth_that_came_and_wait_for_one_still_to_come():
+    pairing = StampPairing(tolerance_ns=20, wait_ns=1000, capacity=3)
     for stamp in (100, 200, 300, 400):  # the oldest falls out
-        buffer.put(stamp, stamp)
-    assert buffer.nearest(210, tolerance_ns=20) == 200
-    assert buffer.nearest(100, tolerance_ns=20) is None
-    assert buffer.nearest(250, tolerance_ns=20) is None  # between two frames: neither is its own
-    threading.Timer(0.05, buffer.put, (500, 500)).start()
-    assert buffer.nearest(500, tolerance_ns=0, wait_s=5.0) == 500
+        assert pairing.add_depth(stamp, f"depth {stamp}", now_ns=0) == []
+    assert pairing.add_detections(210, "a", now_ns=0) == "depth 200"
+    assert pairing.add_detections(100, "b", now_ns=0) is None  # its depth fell out, and later ones came
+    assert pairing.add_detections(250, "c", now_ns=0) is None  # between two depth frames: neither is its own
+    assert pairing.add_detections(500, "d", now_ns=0) is None  # waits
+    assert pairing.add_detections(600, "e", now_ns=0) is None  # waits
+    assert pairing.add_depth(505, "depth 505", now_ns=10) == ["d"]
+    assert pairing.add_detections(505, "f", now_ns=10) == "depth 505"
+    assert pairing.add_depth(600, "depth 600", now_ns=20) == ["e"]  # paired once only
+    assert pairing.add_depth(600, "depth 600 again", now_ns=20) == []
+
+
+def test_waiting_detections_are_let_go_when_their_depth_is_shown_lost_or_too_late():
+    pairing = StampPairing(tolerance_ns=20, wait_ns=1000)
+    for stamp in (100, 200, 300):
+        pairing.add_detections(stamp, stamp, now_ns=0)
+    assert pairing.add_depth(200, "depth 200", now_ns=10) == [200]  # 100's depth was lost
+    assert pairing.add_depth(100, "depth 100, out of order", now_ns=20) == []
+    assert pairing.add_depth(300, "depth 300", now_ns=1001) == []  # its wait was over

@@ -2,7 +2,8 @@
 
 The synthetic camera publishes aligned depth (both encodings), its camera_info and the objects'
 3D positions; the detector publishes Detection3DArray and MarkerArray for frames whose depth came,
-and 2D detections for every frame, depth or not.
+before or after their 2D detections, and 2D detections for every frame, depth or not, without
+waiting for depth.
 """
 
 import cv2
@@ -10,12 +11,13 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from detr_ros.ros import messages
+from detr_ros.ros.depth_messages import camera_info_message, depth_image_message
 from detr_ros.synthetic.video import SceneVideo
 from node_testing import detections_by_stamp, play_synthetic_camera, start_detector
 from ros_testing import spin_until
@@ -75,3 +77,60 @@ def test_3d_centres_match_the_synthetic_truth_and_frames_without_depth_get_2d(ro
     assert np.median(errors) <= CENTRE_TOLERANCE, f"median centre error {np.median(errors):.1%} of the distance"
     assert markers and any(m.type == m.CUBE for array in markers for m in array.markers)
     assert list(bare) == [77 * 1_000_000_000]
+
+
+def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_depth_comes(ros_env, ros_context,
+                                                                                             tmp_path):
+    # Were a frame to hold the worker while it waits for its depth, the next frame's 2D would come only
+    # after this wait, far longer than the test waits for it.
+    detector = start_detector(ros_env, tmp_path, {
+        "image_topics": ["late/image"], "depth_topics": ["late/depth/image_raw"], "depth_wait_s": 10.0,
+        "qos_reliability": "reliable", "qos_depth": 5})
+    probe = Node("late_depth_probe", context=ros_context)
+    found_2d = detections_by_stamp(probe, "late/detections")
+    found_3d = detections_by_stamp(probe, "late/detections_3d", Detection3DArray)
+    images = probe.create_publisher(Image, "late/image", RELIABLE)
+    depths = probe.create_publisher(Image, "late/depth/image_raw", RELIABLE)
+    camera_info = probe.create_publisher(CameraInfo, "late/depth/camera_info", RELIABLE)
+    video = SceneVideo(320, 240, seed=7)
+    rendered = [video.render(index) for index in range(4)]
+    headers = [Header(frame_id="late_optical") for _ in rendered]
+    for index, header in enumerate(headers):
+        header.stamp.sec = 10 + index
+    stamps = [messages.stamp_ns(header) for header in headers]
+
+    def publish_image(index):
+        images.publish(messages.image_message(headers[index], cv2.cvtColor(rendered[index].bgr, cv2.COLOR_BGR2RGB),
+                                              "rgb8"))
+
+    def publish_depth(index):
+        depths.publish(depth_image_message(headers[index], rendered[index].depth_m, "16UC1"))
+
+    try:
+        assert spin_until(ros_context, [probe], lambda: all(
+            p.get_subscription_count() for p in (images, depths, camera_info)), 30.0), detector.output
+        camera_info.publish(camera_info_message(headers[0], video.intrinsics))
+        publish_image(0)
+        assert spin_until(ros_context, [probe], lambda: stamps[0] in found_2d, 30.0), detector.output
+        publish_image(1)
+        assert spin_until(ros_context, [probe], lambda: stamps[1] in found_2d, 5.0), \
+            "a frame waiting for its depth held up the next frame"
+        publish_depth(0)
+        publish_depth(1)
+        assert spin_until(ros_context, [probe], lambda: {stamps[0], stamps[1]} <= set(found_3d), 10.0), \
+            "frames whose depth came after their 2D detections were not placed in 3D"
+        # Frame 2's depth never comes; frame 3's comes first. Its stamp shows frame 2's lost.
+        publish_image(2)
+        assert spin_until(ros_context, [probe], lambda: stamps[2] in found_2d, 5.0)
+        publish_depth(3)
+        publish_image(3)
+        assert spin_until(ros_context, [probe], lambda: stamps[3] in found_3d, 10.0)
+        spin_until(ros_context, [probe], lambda: False, 0.5)
+    finally:
+        assert detector.stop() == 0, detector.output
+        probe.destroy_node()
+
+    assert sorted(found_3d) == [stamps[0], stamps[1], stamps[3]]
+    for stamp in found_3d:
+        assert found_3d[stamp].header.frame_id == "late_optical"
+        assert len(found_3d[stamp].detections) == len(found_2d[stamp].detections) > 0
