@@ -70,6 +70,7 @@ class _Published2D:
 
 @dataclass
 class _DepthCamera:
+    camera_info_topic: str
     pairing: StampPairing
     detections_3d: object  # publishers
     markers: object
@@ -99,7 +100,8 @@ class Perception:
 
     def _subscribe_depth(self, depth_topic, camera_topics, input_qos):
         prefix = camera_topics.detections[: -len("detections")]
-        camera = _DepthCamera(pairing=StampPairing(self._tolerance_ns, self._wait_ns),
+        camera = _DepthCamera(camera_info_topic=camera_info_topic(depth_topic),
+                              pairing=StampPairing(self._tolerance_ns, self._wait_ns),
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
@@ -123,12 +125,12 @@ class Perception:
             try:
                 camera.intrinsics = intrinsics_from_camera_info(msg)
             except ConfigError as error:
-                self._node.get_logger().warning(f"ignored {camera_info_topic(depth_topic)}: {error}",
+                self._node.get_logger().warning(f"ignored {camera.camera_info_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
 
-        self._endpoints += [self._node.create_subscription(Image, depth_topic, on_depth, input_qos),
-                            self._node.create_subscription(CameraInfo, camera_info_topic(depth_topic), on_camera_info,
-                                                           input_qos)]
+        camera_info = self._node.create_subscription(CameraInfo, camera.camera_info_topic, on_camera_info, input_qos)
+        camera.camera_info_topic = camera_info.topic_name  # resolved, as the operator's tools name it
+        self._endpoints += [self._node.create_subscription(Image, depth_topic, on_depth, input_qos), camera_info]
         return camera
 
     def close(self):
@@ -171,12 +173,14 @@ class Perception:
             if depth is not None:
                 self._place(depth_camera, published, depth)
 
-    @staticmethod
-    def _place(depth_camera, published, depth):
+    def _place(self, depth_camera, published, depth):
         """Place a frame's published detections with its depth frame (depth, encoding) and publish them;
         called with ``depth_camera.lock`` held, so frames are placed in stamp order."""
         if depth_camera.intrinsics is None:
-            return  # no camera_info yet
+            self._node.get_logger().warning(
+                f"no 3D detections: no camera_info has come on {depth_camera.camera_info_topic} yet",
+                throttle_duration_sec=WARNING_THROTTLE_S)
+            return
         depth, encoding = depth
         placed = depth_camera.placer.locate(depth, published.detections.boxes, published.ids,
                                             depth_camera.intrinsics, published.image_size, encoding)
