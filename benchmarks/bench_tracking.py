@@ -70,9 +70,9 @@ def centre_errors(model, frames):
 def per_frame_cost(model, frames, objects=30):
     """The model file the node runs, and medians per 640x480 frame at ``objects`` objects, in ms: the node's
     work without tracking and 3D (Detector call, then the Detection2DArray filled and published), what
-    tracking and 3D add (tracker,
-    3D placement on the 16UC1 depth image as it arrives, the Detection3DArray filled and published), the
-    MarkerArray built and published; and the mean objects in view."""
+    tracking and 3D add (tracker, 3D placement on the 16UC1 depth image as it arrives, the Detection3DArray
+    filled and published; in all and part by part), the MarkerArray built and published; and the mean
+    objects in view."""
     import rclpy
     from std_msgs.msg import Header
     from vision_msgs.msg import Detection2DArray, Detection3DArray
@@ -94,6 +94,7 @@ def per_frame_cost(model, frames, objects=30):
     tracker, placer = Tracker(), TrackPlacer()
     marker_writer = spatial_messages.MarkerArrayWriter("bench")
     node_ms, added_ms, markers_ms, counts = [], [], [], []
+    parts_ms = {"tracker": [], "placement": [], "detection_3d_array": []}
     names = list(detector.class_names)
     header = Header(frame_id="camera")
     rclpy.init()
@@ -116,11 +117,16 @@ def per_frame_cost(model, frames, objects=30):
             started = time.perf_counter()
             published, track_ids = tracker.track(detections, index * 100_000_000, DEFAULT_SCORE_THRESHOLD)
             ids = [str(i) if i else "" for i in track_ids.tolist()]
+            tracked = time.perf_counter()
             placed = placer.locate(depth, published.boxes, ids, video.intrinsics, encoding=encoding)
+            located = time.perf_counter()
             # Labels of the tracked detections (the node makes them once, for the 2D and the 3D array).
             publish_3d(spatial_messages.serialized_detection_3d_array(
                 header, placed, published.scores, messages.class_labels(published.class_ids, names, "index"), ids))
-            added_ms.append(1e3 * (time.perf_counter() - started))
+            finished = time.perf_counter()
+            added_ms.append(1e3 * (finished - started))
+            for part, (begin, end) in zip(parts_ms, ((started, tracked), (tracked, located), (located, finished))):
+                parts_ms[part].append(1e3 * (end - begin))
             started = time.perf_counter()
             publish_markers(marker_writer.fill(header, placed, published.class_ids, ids, names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
@@ -130,6 +136,7 @@ def per_frame_cost(model, frames, objects=30):
         rclpy.shutdown()
     # The first frames start tracks (no ids yet); timing starts once tracks are running.
     return (Path(node_model).name, float(np.median(node_ms[5:])), float(np.median(added_ms[5:])),
+            {part: round(float(np.median(times[5:])), 3) for part, times in parts_ms.items()},
             float(np.median(markers_ms[5:])), float(np.mean(counts)))
 
 
@@ -143,7 +150,7 @@ def main():
     tracking = tracking_quality(args.model, args.frames, TRACKING_SEED)
     idf1s = [tracking["idf1"]] + [tracking_quality(args.model, args.frames, seed)["idf1"] for seed in SPREAD_SEEDS]
     errors = centre_errors(args.model, 300)
-    node_model, node_ms, added_ms, markers_ms, mean_objects = per_frame_cost(args.model, 60)
+    node_model, node_ms, added_ms, parts_ms, markers_ms, mean_objects = per_frame_cost(args.model, 60)
     result = {
         "model": str(args.model),
         "tracking": {"video": f"320x320, {args.frames} frames, traffic, seed {TRACKING_SEED}", **tracking},
@@ -154,6 +161,7 @@ def main():
         "cost": {"image": "640x480", "node_model": node_model, "objects_per_frame": mean_objects,
                  "node_2d_p50_ms": round(node_ms, 2),
                  "tracking_and_3d_p50_ms": round(added_ms, 3), "fraction": round(added_ms / node_ms, 4),
+                 "parts_p50_ms": parts_ms,
                  "markers_p50_ms": round(markers_ms, 3)},
     }
     tracking, centre, cost = result["tracking"], result["centre_error"], result["cost"]
@@ -170,6 +178,7 @@ def main():
           f"{cost['objects_per_frame']:.1f} objects = {100 * cost['fraction']:.2f}% of the node's "
           f"{cost['node_2d_p50_ms']} ms (Detector and 2D output); rviz markers {cost['markers_p50_ms']} ms more "
           "while subscribed")
+    print("  of which  " + ", ".join(f"{part.replace('_', ' ')} {ms} ms" for part, ms in parts_ms.items()))
     headlines = [
         headline("IDF1 on a held-out synthetic video (traffic), default threshold", f"{tracking['idf1']:.3f}",
                  ">= 0.90"),
@@ -183,6 +192,8 @@ def main():
         headline("tracking + 3D per frame at 30 objects / node per frame without them (640x480)",
                  f"{100 * cost['fraction']:.2f}% ({cost['tracking_and_3d_p50_ms']} of {cost['node_2d_p50_ms']} ms)",
                  "<= 5%"),
+        headline("of that: tracker / 3D placement / Detection3DArray filled and published (ms, medians)",
+                 " / ".join(str(ms) for ms in parts_ms.values()), ""),
     ]
     write_result("bench_tracking", f"Tracking and 3D from depth ({args.model.name})", result, headlines, args.out)
     return 0
