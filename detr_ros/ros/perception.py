@@ -70,6 +70,7 @@ class _Published2D:
 
 @dataclass
 class _DepthCamera:
+    depth_topic: str
     camera_info_topic: str
     pairing: StampPairing
     detections_3d: object  # publishers
@@ -100,7 +101,7 @@ class Perception:
 
     def _subscribe_depth(self, depth_topic, camera_topics, input_qos):
         prefix = camera_topics.detections[: -len("detections")]
-        camera = _DepthCamera(camera_info_topic=camera_info_topic(depth_topic),
+        camera = _DepthCamera(depth_topic=depth_topic, camera_info_topic=camera_info_topic(depth_topic),
                               pairing=StampPairing(self._tolerance_ns, self._wait_ns),
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
@@ -113,13 +114,14 @@ class Perception:
             try:
                 depth, encoding = decode_depth_message(msg)
             except ImageMessageError as error:
-                self._node.get_logger().warning(f"rejected a message on {depth_topic}: {error}",
+                self._node.get_logger().warning(f"rejected a message on {camera.depth_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
                 return
             with camera.lock:
                 for waiting in camera.pairing.add_depth(messages.stamp_ns(msg.header), (depth, encoding),
                                                         time.monotonic_ns()):
                     self._place(camera, waiting, (depth, encoding))
+                self._report_unpaired(camera)
 
         def on_camera_info(msg):
             try:
@@ -128,9 +130,11 @@ class Perception:
                 self._node.get_logger().warning(f"ignored {camera.camera_info_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
 
+        depth_images = self._node.create_subscription(Image, depth_topic, on_depth, input_qos)
         camera_info = self._node.create_subscription(CameraInfo, camera.camera_info_topic, on_camera_info, input_qos)
-        camera.camera_info_topic = camera_info.topic_name  # resolved, as the operator's tools name it
-        self._endpoints += [self._node.create_subscription(Image, depth_topic, on_depth, input_qos), camera_info]
+        # Resolved, as the operator's tools name them.
+        camera.depth_topic, camera.camera_info_topic = depth_images.topic_name, camera_info.topic_name
+        self._endpoints += [depth_images, camera_info]
         return camera
 
     def close(self):
@@ -172,6 +176,24 @@ class Perception:
             depth = depth_camera.pairing.add_detections(stamp_ns, published, time.monotonic_ns())
             if depth is not None:
                 self._place(depth_camera, published, depth)
+            self._report_unpaired(depth_camera)
+
+    def _report_unpaired(self, depth_camera):
+        """Tell the operator why frames got no 3D, if some were let go without depth (throttled)."""
+        gaps = depth_camera.pairing.take_unpaired()
+        if not gaps:
+            return
+        gap_ns = gaps[-1]
+        if gap_ns is None:
+            reason = f"no depth frame has come on {depth_camera.depth_topic}"
+        elif gap_ns <= self._tolerance_ns:
+            reason = f"its depth frame on {depth_camera.depth_topic} came later than depth_wait_s"
+        else:
+            reason = (f"the nearest depth frame on {depth_camera.depth_topic} is stamped {gap_ns / 1e9:.3f} s "
+                      f"from it, beyond depth_tolerance_s ({self._tolerance_ns / 1e9:g} s); either the depth "
+                      "stream is slower than the colour one, or the two are not stamped by the same clock")
+        self._node.get_logger().warning(f"a frame got 2D detections only: {reason}",
+                                        throttle_duration_sec=WARNING_THROTTLE_S)
 
     def _place(self, depth_camera, published, depth):
         """Place a frame's published detections with its depth frame (depth, encoding) and publish them;

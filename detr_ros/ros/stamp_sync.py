@@ -24,16 +24,34 @@ class StampPairing:
         self._wait_ns = wait_ns
         self._depth = deque(maxlen=capacity)  # (stamp_ns, depth frame)
         self._waiting = deque(maxlen=capacity)  # (stamp_ns, deadline_ns, detections)
+        self._unpaired_gaps = []  # of detections let go since take_unpaired: ns to the nearest depth stamp
+
+    def _nearest(self, stamp_ns):
+        return min(self._depth, key=lambda entry: abs(entry[0] - stamp_ns), default=None)
+
+    def _let_go(self, stamp_ns):
+        nearest = self._nearest(stamp_ns)
+        self._unpaired_gaps.append(None if nearest is None else abs(nearest[0] - stamp_ns))
+
+    def take_unpaired(self):
+        """For each frame's detections let go without depth since the last call, how far (ns) the nearest depth
+        frame that came was stamped from them (None: no depth frame had come)."""
+        gaps, self._unpaired_gaps = self._unpaired_gaps, []
+        return gaps
 
     def add_detections(self, stamp_ns, detections, now_ns):
         """The depth frame for a frame's detections, or None: then they wait for it, unless it cannot come.
 
         now_ns: a monotonic clock's time, which ``wait_ns`` counts from."""
-        best = min(self._depth, key=lambda entry: abs(entry[0] - stamp_ns), default=None)
+        best = self._nearest(stamp_ns)
         if best is not None and abs(best[0] - stamp_ns) <= self._tolerance_ns:
             return best[1]
-        if not any(depth_stamp > stamp_ns + self._tolerance_ns for depth_stamp, _ in self._depth):
-            self._waiting.append((stamp_ns, now_ns + self._wait_ns, detections))
+        if any(depth_stamp > stamp_ns + self._tolerance_ns for depth_stamp, _ in self._depth):
+            self._let_go(stamp_ns)
+            return None
+        if len(self._waiting) == self._waiting.maxlen:
+            self._let_go(self._waiting[0][0])
+        self._waiting.append((stamp_ns, now_ns + self._wait_ns, detections))
         return None
 
     def add_depth(self, stamp_ns, depth, now_ns):
@@ -44,6 +62,7 @@ class StampPairing:
         for entry in self._waiting:
             waiting_stamp, deadline_ns, detections = entry
             if now_ns > deadline_ns or waiting_stamp + self._tolerance_ns < stamp_ns:
+                self._let_go(waiting_stamp)
                 continue
             if abs(waiting_stamp - stamp_ns) <= self._tolerance_ns:
                 paired.append(detections)

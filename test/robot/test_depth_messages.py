@@ -60,6 +60,8 @@ def test_detections_take_the_nearest_depth_that_came_and_wait_for_one_still_to_c
     assert pairing.add_detections(505, "f", now_ns=10) == "depth 505"
     assert pairing.add_depth(600, "depth 600", now_ns=20) == ["e"]  # paired once only
     assert pairing.add_depth(600, "depth 600 again", now_ns=20) == []
+    assert pairing.take_unpaired() == [100, 50]  # b and c, each with its nearest depth stamp's distance
+    assert pairing.take_unpaired() == []
 
 
 def test_waiting_detections_are_let_go_when_their_depth_is_shown_lost_or_too_late():
@@ -69,3 +71,12 @@ def test_waiting_detections_are_let_go_when_their_depth_is_shown_lost_or_too_lat
     assert pairing.add_depth(200, "depth 200", now_ns=10) == [200]  # 100's depth was lost
     assert pairing.add_depth(100, "depth 100, out of order", now_ns=20) == []
     assert pairing.add_depth(300, "depth 300", now_ns=1001) == []  # its wait was over
+    assert pairing.take_unpaired() == [100, 0]
+
+
+def test_detections_waiting_past_the_capacity_are_let_go_oldest_first():
+    pairing = StampPairing(tolerance_ns=20, wait_ns=10**9, capacity=2)
+    for stamp in (100, 200, 300):
+        assert pairing.add_detections(stamp, stamp, now_ns=0) is None
+    assert pairing.take_unpaired() == [None]  # no depth frame had come
+    assert pairing.add_depth(300, "depth 300", now_ns=0) == [300]

@@ -130,6 +130,8 @@ def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_d
         publish_depth(4)
         publish_image(4)
         assert spin_until(ros_context, [probe], lambda: stamps[4] in found_3d, 10.0)
+        assert detector.wait_for_output("a frame got 2D detections only: the nearest depth frame on "
+                                        "/late/depth/image_raw is stamped 1.000 s from it", 10.0), detector.output
         spin_until(ros_context, [probe], lambda: False, 0.5)
     finally:
         assert detector.stop() == 0, detector.output
