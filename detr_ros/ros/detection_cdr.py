@@ -24,13 +24,13 @@ _UINT32 = struct.Struct("<I")
 _STAMP = struct.Struct("<iI")
 _ONE = _UINT32.pack(1)  # results: one hypothesis
 _ZERO_PADDING = bytes(8)
-# A hypothesis's pose (position 0, identity orientation) and its 36 zero covariances, for 2D detections.
-_IDENTITY_POSE_WITH_COVARIANCE = struct.pack("<7d", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + bytes(36 * 8)
 _ZERO_COVARIANCE = bytes(36 * 8)
 _FLOAT64 = struct.Struct("<d")
 _SIZE_3D = struct.Struct("<3d")
 _BOX_2D = struct.Struct("<5d")  # centre x, y, theta, size x, y
 _POSE = struct.Struct("<7d")  # position x, y, z, orientation x, y, z, w
+# A hypothesis's pose (position 0, identity orientation) and its 36 zero covariances, for 2D detections.
+_IDENTITY_POSE_WITH_COVARIANCE = _POSE.pack(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + _ZERO_COVARIANCE
 
 
 def _string(text):

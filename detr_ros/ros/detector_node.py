@@ -144,7 +144,8 @@ class DetectorWork:
                              for index, topics in enumerate(self._cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
-        self._perception = Perception(self, self._values, self._cameras_topics, input_qos)
+        self._perception = Perception(self, self._values, self._cameras_topics, input_qos,
+                                      self._detector.class_names)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._publish_label_info()
@@ -315,7 +316,7 @@ class DetectorWork:
                                            published_ns - publish_started_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids, labels,
-                                    (frame.image.shape[1], frame.image.shape[0]), names)
+                                    (frame.image.shape[1], frame.image.shape[0]))
         debug_image = camera.debug_image
         if debug_image is not None and debug_image.get_subscription_count() > 0:
             drawn = draw_detections(frame.image, frame.color_order, detections.boxes, detections.scores,

@@ -65,7 +65,6 @@ class _Published2D:
     ids: list
     labels: list
     image_size: tuple
-    class_names: list
 
 
 @dataclass
@@ -83,10 +82,12 @@ class _DepthCamera:
 
 
 class Perception:
-    """Per-camera trackers and depth streams of the detector ``node``, as its parameter ``values`` ask."""
+    """Per-camera trackers and depth streams of the detector ``node``, as its parameter ``values`` ask;
+    class_names: the model's, for the rviz markers' text."""
 
-    def __init__(self, node, values, cameras_topics, input_qos):
+    def __init__(self, node, values, cameras_topics, input_qos, class_names):
         self._node = node
+        self._class_names = class_names
         self._endpoints = []  # subscriptions and publishers, withdrawn by close()
         settings = tracker_settings(values) if values["tracking"] else None
         self._trackers = [Tracker(settings) for _ in cameras_topics] if settings else None
@@ -159,19 +160,18 @@ class Perception:
         published, track_ids = self._trackers[camera].track(detections, stamp_ns, score_threshold)
         return published, [str(i) if i else "" for i in track_ids.tolist()]
 
-    def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size, class_names):
+    def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size):
         """Publish the frame's detections in 3D if the camera has depth: now if its depth frame is here,
         else when it comes (by ``depth_wait_s``).
 
         detections: the published Detections; ids: their ids (None: empty, as in 2D); labels: their
-        ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height);
-        class_names: for the rviz markers' text.
+        ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height).
         """
         depth_camera = self._depth[camera]
         if depth_camera is None:
             return
         published = _Published2D(header, detections, ids if ids is not None else [""] * len(detections), labels,
-                                 image_size, class_names)
+                                 image_size)
         with depth_camera.lock:
             depth = depth_camera.pairing.add_detections(stamp_ns, published, time.monotonic_ns())
             if depth is not None:
@@ -210,4 +210,4 @@ class Perception:
             published.header, placed, published.detections.scores, published.labels, published.ids))
         if depth_camera.markers.get_subscription_count() > 0:
             depth_camera.markers.publish(depth_camera.marker_writer.fill(
-                published.header, placed, published.detections.class_ids, published.ids, published.class_names))
+                published.header, placed, published.detections.class_ids, published.ids, self._class_names))
