@@ -292,13 +292,14 @@ class DetectorWork:
             inference_ns = time.monotonic_ns() - started_ns
             for frame, detections in zip(frames, found):
                 try:
-                    self._publish_detections(frame, detections, settings, inference_ns)
+                    self._publish_detections(frame, detections, settings, started_ns - frame.received_ns,
+                                             inference_ns)
                 except Exception as error:  # after Ctrl-C the context is gone and publishing fails
                     if not self.context.ok():
                         return
                     self.get_logger().error(f"publishing failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
 
-    def _publish_detections(self, frame, detections, settings, inference_ns):
+    def _publish_detections(self, frame, detections, settings, wait_ns, inference_ns):
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = frame.header  # the received message is the node's alone: its header is reused
@@ -312,7 +313,7 @@ class DetectorWork:
         camera.detections.publish(message)
         # The latency figures are the 2D output's: taken before the 3D placement.
         published_ns = time.monotonic_ns()
-        camera.statistics.record_published(published_ns - frame.received_ns, inference_ns,
+        camera.statistics.record_published(published_ns - frame.received_ns, wait_ns, inference_ns,
                                            published_ns - publish_started_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids, labels,

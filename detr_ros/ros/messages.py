@@ -59,6 +59,7 @@ def stream_status(name, hardware_id, summary, provider):
         "latency_p99_ms": _milliseconds(summary.latency_p99_ms),
         "inference_p50_ms": _milliseconds(summary.inference_p50_ms),
         "node_overhead_p50_ms": _milliseconds(summary.overhead_p50_ms),
+        "wait_p50_ms": _milliseconds(summary.wait_p50_ms),
         "publish_p50_ms": _milliseconds(summary.publish_p50_ms),
         "frame_age_p50_ms": _milliseconds(summary.age_p50_ms),
         "frame_age_max_ms": _milliseconds(summary.age_max_ms),

@@ -1,9 +1,10 @@
 """Counters and timings of one camera stream, summarised for /diagnostics.
 
 The callbacks count what arrives and what is rejected, the worker records each publish with
-its latency (receive to publish), the model's share of it (the Detector call), the publish
-call's share (the DDS write of the serialised array) and the frame's age (header stamp to
-publish). ``summary`` returns rates and percentiles over the period since the previous summary,
+its latency (receive to publish) and the shares of it: the wait before the model (decoding, the
+hand-over to the inference worker and, under load, earlier frames still being inferred), the
+model's (the Detector call) and the publish call's (the DDS write of the serialised array); and
+the frame's age (header stamp to publish). ``summary`` returns rates and percentiles over the period since the previous summary,
 plus running totals, so an operator sees the current state and tests can read exact counts.
 """
 
@@ -24,6 +25,7 @@ class StreamSummary:
     latency_p99_ms: float
     inference_p50_ms: float
     overhead_p50_ms: float  # latency minus inference, per frame: what the node adds to the model
+    wait_p50_ms: float  # receive to the model's start, a part of the overhead (or of the latency under load)
     publish_p50_ms: float  # the publish call, a part of the overhead: the DDS write
     age_p50_ms: float
     age_max_ms: float
@@ -47,6 +49,7 @@ class StreamStatistics:
         self._period_start_ns = now_ns
         self._period_counts = (0, 0, 0)  # received, published, rejected at the period start
         self._latencies_ms = []
+        self._waits_ms = []
         self._inference_ms = []
         self._publish_ms = []
         self._ages_ms = []
@@ -63,10 +66,11 @@ class StreamStatistics:
         with self._lock:
             self._dropped += 1
 
-    def record_published(self, latency_ns, inference_ns, publish_ns, age_ns):
+    def record_published(self, latency_ns, wait_ns, inference_ns, publish_ns, age_ns):
         with self._lock:
             self._published += 1
             self._latencies_ms.append(latency_ns / 1e6)
+            self._waits_ms.append(wait_ns / 1e6)
             self._inference_ms.append(inference_ns / 1e6)
             self._publish_ms.append(publish_ns / 1e6)
             self._ages_ms.append(age_ns / 1e6)
@@ -84,6 +88,7 @@ class StreamStatistics:
                 latency_p99_ms=_percentile(self._latencies_ms, 99),
                 inference_p50_ms=_percentile(self._inference_ms, 50),
                 overhead_p50_ms=_percentile([a - b for a, b in zip(self._latencies_ms, self._inference_ms)], 50),
+                wait_p50_ms=_percentile(self._waits_ms, 50),
                 publish_p50_ms=_percentile(self._publish_ms, 50),
                 age_p50_ms=_percentile(self._ages_ms, 50),
                 age_max_ms=max(self._ages_ms, default=float("nan")),
@@ -96,6 +101,7 @@ class StreamStatistics:
             self._period_start_ns = now_ns
             self._period_counts = (self._received, self._published, self._rejected)
             self._latencies_ms = []
+            self._waits_ms = []
             self._inference_ms = []
             self._publish_ms = []
             self._ages_ms = []

@@ -236,4 +236,9 @@ def test_overload_answers_newest_frames_with_bounded_age(ros_env, ros_context, t
     dropped, published, received = int(status["dropped"]), int(status["published"]), int(status["received"])
     assert dropped > 0, status
     assert published + dropped <= received <= published + dropped + 1, status
+    # The wait before the model is a part of each frame's overhead (receive to publish, less the model),
+    # in every diagnostics period of the run that had frames.
+    busy = [{kv.key: kv.value for kv in message.status[0].values} for message in diagnostics]
+    busy = [values for values in busy if values["wait_p50_ms"] != "n/a"]
+    assert busy and all(0.0 < float(v["wait_p50_ms"]) <= float(v["node_overhead_p50_ms"]) for v in busy), busy
     assert SHIPPED_MODEL.name in detector.output

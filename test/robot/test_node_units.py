@@ -280,15 +280,15 @@ def test_statistics_summarise_one_period_and_keep_totals():
     stats.count_rejected()
     stats.count_dropped()
     for latency_ms in range(1, 101):
-        stats.record_published(latency_ms * 1_000_000, (latency_ms - 1) * 1_000_000, latency_ms * 100_000,
-                               2 * latency_ms * 1_000_000)
+        stats.record_published(latency_ms * 1_000_000, latency_ms * 10_000, (latency_ms - 1) * 1_000_000,
+                               latency_ms * 100_000, 2 * latency_ms * 1_000_000)
     summary = stats.summary(now_ns=2_000_000_000)
     assert (summary.input_hz, summary.output_hz) == (5.0, 50.0)
     assert summary.latency_p50_ms == pytest.approx(50.5)
     assert summary.latency_p99_ms == pytest.approx(99.01)
     assert summary.age_max_ms == pytest.approx(200.0)
     assert (summary.inference_p50_ms, summary.overhead_p50_ms) == (pytest.approx(49.5), pytest.approx(1.0))
-    assert summary.publish_p50_ms == pytest.approx(5.05)
+    assert (summary.wait_p50_ms, summary.publish_p50_ms) == (pytest.approx(0.505), pytest.approx(5.05))
     assert (summary.received_total, summary.dropped_total, summary.rejected_total) == (10, 1, 1)
     later = stats.summary(now_ns=3_000_000_000)
     assert later.input_hz == 0.0 and np.isnan(later.latency_p50_ms) and later.rejected_in_period == 0
