@@ -2,7 +2,8 @@
 
 Depth images are sensor_msgs/Image in 16UC1 (millimetres) or 32FC1 (metres), the two REP 118
 allows; row padding (``step``) and ``is_bigendian`` are honoured. Intrinsics come from
-sensor_msgs/CameraInfo's K and image size.
+sensor_msgs/CameraInfo's K and image size, for the image as published: with its region of interest
+and binning applied (REP 104), as image_geometry applies them.
 """
 
 import array
@@ -49,8 +50,26 @@ def depth_image_message(header, depth_m, encoding):
 
 
 def intrinsics_from_camera_info(msg):
-    """CameraIntrinsics of a sensor_msgs/CameraInfo (ConfigError when K or the size is unusable)."""
-    return CameraIntrinsics.from_camera_info(msg.k, msg.width, msg.height)
+    """CameraIntrinsics of the images a sensor_msgs/CameraInfo describes (ConfigError when K or the size is
+    unusable).
+
+    K and the size are the full sensor's. A region of interest (zero width or height: the whole
+    sensor) crops the image, moving the principal point by its offset; binning (0 or 1: none)
+    divides the cropped image's pixel coordinates and size.
+    """
+    binning_x, binning_y = max(msg.binning_x, 1), max(msg.binning_y, 1)
+    roi = msg.roi
+    if roi.width and roi.height:
+        x_offset, y_offset, width, height = roi.x_offset, roi.y_offset, roi.width, roi.height
+    else:
+        x_offset, y_offset, width, height = 0, 0, msg.width, msg.height
+    k = np.array(msg.k, np.float64).reshape(-1)
+    if k.size == 9:
+        k[2] = (k[2] - x_offset) / binning_x
+        k[5] = (k[5] - y_offset) / binning_y
+        k[0] /= binning_x
+        k[4] /= binning_y
+    return CameraIntrinsics.from_camera_info(k, width // binning_x, height // binning_y)
 
 
 def camera_info_message(header, intrinsics):

@@ -198,14 +198,22 @@ class Perception:
     def _place(self, depth_camera, published, depth):
         """Place a frame's published detections with its depth frame (depth, encoding) and publish them;
         called with ``depth_camera.lock`` held, so frames are placed in stamp order."""
-        if depth_camera.intrinsics is None:
+        intrinsics = depth_camera.intrinsics  # once: the camera_info callback may replace it meanwhile
+        if intrinsics is None:
             self._node.get_logger().warning(
                 f"no 3D detections: no camera_info has come on {depth_camera.camera_info_topic} yet",
                 throttle_duration_sec=WARNING_THROTTLE_S)
             return
         depth, encoding = depth
+        if depth.shape != (intrinsics.height, intrinsics.width):
+            self._node.get_logger().warning(
+                f"no 3D detections: the depth image on {depth_camera.depth_topic} is {depth.shape[1]}x{depth.shape[0]} "
+                f"pixels, but the camera_info on {depth_camera.camera_info_topic} describes {intrinsics.width}x"
+                f"{intrinsics.height} (region of interest and binning applied); they must describe the same images",
+                throttle_duration_sec=WARNING_THROTTLE_S)
+            return
         placed = depth_camera.placer.locate(depth, published.detections.boxes, published.ids,
-                                            depth_camera.intrinsics, published.image_size, encoding)
+                                            intrinsics, published.image_size, encoding)
         depth_camera.detections_3d.publish(spatial_messages.serialized_detection_3d_array(
             published.header, placed, published.detections.scores, published.labels, published.ids))
         if depth_camera.markers.get_subscription_count() > 0:

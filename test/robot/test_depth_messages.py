@@ -47,6 +47,23 @@ def test_camera_info_carries_the_intrinsics():
     assert intrinsics_from_camera_info(camera_info_message(Header(), intrinsics)) == intrinsics
 
 
+def test_camera_info_intrinsics_describe_the_published_image_after_its_region_of_interest_and_binning():
+    sensor = CameraIntrinsics(1000.0, 990.0, 640.0, 360.0, 1280, 720)
+    info = camera_info_message(Header(), sensor)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 200, 100, 800, 400
+    info.binning_x, info.binning_y = 2, 4
+    image = intrinsics_from_camera_info(info)
+    assert (image.width, image.height) == (400, 100)
+    # A point projects where the sensor sees it, moved by the crop and shrunk by the binning.
+    point = np.array([0.3, -0.2, 2.5])
+    u_sensor, v_sensor = (sensor.fx * point[0] / point[2] + sensor.cx, sensor.fy * point[1] / point[2] + sensor.cy)
+    u_image, v_image = image.fx * point[0] / point[2] + image.cx, image.fy * point[1] / point[2] + image.cy
+    assert (u_image, v_image) == pytest.approx(((u_sensor - 200) / 2, (v_sensor - 100) / 4))
+    info.binning_x, info.binning_y = 0, 1  # 0 and 1 both mean none
+    info.roi.width = info.roi.height = 0  # the whole sensor, whatever the offsets say
+    assert intrinsics_from_camera_info(info) == sensor
+
+
 def test_detections_take_the_nearest_depth_that_came_and_wait_for_one_still_to_come():
     pairing = StampPairing(tolerance_ns=20, wait_ns=1000, capacity=3)
     for stamp in (100, 200, 300, 400):  # the oldest falls out

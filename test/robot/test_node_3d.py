@@ -18,6 +18,7 @@ from visualization_msgs.msg import MarkerArray
 
 from detr_ros.ros import messages
 from detr_ros.ros.depth_messages import camera_info_message, depth_image_message
+from detr_ros.runtime.depth import CameraIntrinsics
 from detr_ros.synthetic.video import SceneVideo
 from node_testing import detections_by_stamp, play_synthetic_camera, start_detector
 from ros_testing import spin_until
@@ -93,7 +94,7 @@ def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_d
     depths = probe.create_publisher(Image, "late/depth/image_raw", RELIABLE)
     camera_info = probe.create_publisher(CameraInfo, "late/depth/camera_info", RELIABLE)
     video = SceneVideo(320, 240, seed=7)
-    rendered = [video.render(index) for index in range(5)]
+    rendered = [video.render(index) for index in range(6)]
     headers = [Header(frame_id="late_optical") for _ in rendered]
     for index, header in enumerate(headers):
         header.stamp.sec = 10 + index
@@ -132,6 +133,15 @@ def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_d
         assert spin_until(ros_context, [probe], lambda: stamps[4] in found_3d, 10.0)
         assert detector.wait_for_output("a frame got 2D detections only: the nearest depth frame on "
                                         "/late/depth/image_raw is stamped 1.000 s from it", 10.0), detector.output
+        # A camera_info of other images than the depth images (here twice their size): 2D only, and why.
+        camera_info.publish(camera_info_message(headers[5], CameraIntrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)))
+        spin_until(ros_context, [probe], lambda: False, 1.0)  # the camera_info is in before frame 5
+        publish_depth(5)
+        publish_image(5)
+        assert spin_until(ros_context, [probe], lambda: stamps[5] in found_2d, 10.0)
+        assert detector.wait_for_output("no 3D detections: the depth image on /late/depth/image_raw is 320x240 "
+                                        "pixels, but the camera_info on /late/depth/camera_info describes 640x480",
+                                        10.0), detector.output
         spin_until(ros_context, [probe], lambda: False, 0.5)
     finally:
         assert detector.stop() == 0, detector.output
