@@ -303,6 +303,7 @@ class DetectorWork:
         camera = self._cameras[frame.camera]
         names = self._detector.class_names
         header = frame.header  # the received message is the node's alone: its header is reused
+        camera_frame_id = header.frame_id
         if settings.frame_id:
             header.frame_id = settings.frame_id
         stamp_ns = messages.stamp_ns(frame.header)
@@ -317,7 +318,7 @@ class DetectorWork:
                                            published_ns - publish_started_ns,
                                            self.get_clock().now().nanoseconds - stamp_ns)
         self._perception.publish_3d(frame.camera, header, stamp_ns, detections, ids, labels,
-                                    (frame.image.shape[1], frame.image.shape[0]))
+                                    (frame.image.shape[1], frame.image.shape[0]), camera_frame_id)
         debug_image = camera.debug_image
         if debug_image is not None and debug_image.get_subscription_count() > 0:
             drawn = draw_detections(frame.image, frame.color_order, detections.boxes, detections.scores,

@@ -65,6 +65,7 @@ class _Published2D:
     ids: list
     labels: list
     image_size: tuple
+    camera_frame_id: str  # the colour image's own, before any frame_id parameter replaced it
 
 
 @dataclass
@@ -118,10 +119,11 @@ class Perception:
                 self._node.get_logger().warning(f"rejected a message on {camera.depth_topic}: {error}",
                                                 throttle_duration_sec=WARNING_THROTTLE_S)
                 return
+            depth_frame = (depth, encoding, msg.header.frame_id)
             with camera.lock:
-                for waiting in camera.pairing.add_depth(messages.stamp_ns(msg.header), (depth, encoding),
+                for waiting in camera.pairing.add_depth(messages.stamp_ns(msg.header), depth_frame,
                                                         time.monotonic_ns()):
-                    self._place(camera, waiting, (depth, encoding))
+                    self._place(camera, waiting, depth_frame)
                 self._report_unpaired(camera)
 
         def on_camera_info(msg):
@@ -160,22 +162,23 @@ class Perception:
         published, track_ids = self._trackers[camera].track(detections, stamp_ns, score_threshold)
         return published, [str(i) if i else "" for i in track_ids.tolist()]
 
-    def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size):
+    def publish_3d(self, camera, header, stamp_ns, detections, ids, labels, image_size, camera_frame_id):
         """Publish the frame's detections in 3D if the camera has depth: now if its depth frame is here,
         else when it comes (by ``depth_wait_s``).
 
         detections: the published Detections; ids: their ids (None: empty, as in 2D); labels: their
-        ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height).
+        ObjectHypothesis.class_id strings, as in 2D; image_size: the colour image's (width, height);
+        camera_frame_id: the colour image's own frame_id, which an aligned depth image shares.
         """
         depth_camera = self._depth[camera]
         if depth_camera is None:
             return
         published = _Published2D(header, detections, ids if ids is not None else [""] * len(detections), labels,
-                                 image_size)
+                                 image_size, camera_frame_id)
         with depth_camera.lock:
-            depth = depth_camera.pairing.add_detections(stamp_ns, published, time.monotonic_ns())
-            if depth is not None:
-                self._place(depth_camera, published, depth)
+            depth_frame = depth_camera.pairing.add_detections(stamp_ns, published, time.monotonic_ns())
+            if depth_frame is not None:
+                self._place(depth_camera, published, depth_frame)
             self._report_unpaired(depth_camera)
 
     def _report_unpaired(self, depth_camera):
@@ -195,16 +198,23 @@ class Perception:
         self._node.get_logger().warning(f"a frame got 2D detections only: {reason}",
                                         throttle_duration_sec=WARNING_THROTTLE_S)
 
-    def _place(self, depth_camera, published, depth):
-        """Place a frame's published detections with its depth frame (depth, encoding) and publish them;
-        called with ``depth_camera.lock`` held, so frames are placed in stamp order."""
+    def _place(self, depth_camera, published, depth_frame):
+        """Place a frame's published detections with its depth frame (depth, encoding, frame_id) and publish
+        them; called with ``depth_camera.lock`` held, so frames are placed in stamp order."""
         intrinsics = depth_camera.intrinsics  # once: the camera_info callback may replace it meanwhile
         if intrinsics is None:
             self._node.get_logger().warning(
                 f"no 3D detections: no camera_info has come on {depth_camera.camera_info_topic} yet",
                 throttle_duration_sec=WARNING_THROTTLE_S)
             return
-        depth, encoding = depth
+        depth, encoding, depth_frame_id = depth_frame
+        if depth_frame_id and published.camera_frame_id and depth_frame_id != published.camera_frame_id:
+            # Placed all the same: some drivers name the frames of aligned images differently.
+            self._node.get_logger().warning(
+                f"the depth images on {depth_camera.depth_topic} are in frame '{depth_frame_id}', the colour images "
+                f"in '{published.camera_frame_id}': 3D needs depth aligned to the colour camera (e.g. a RealSense's "
+                "aligned_depth_to_color topic), or the 3D detections are off",
+                throttle_duration_sec=WARNING_THROTTLE_S)
         if depth.shape != (intrinsics.height, intrinsics.width):
             self._node.get_logger().warning(
                 f"no 3D detections: the depth image on {depth_camera.depth_topic} is {depth.shape[1]}x{depth.shape[0]} "

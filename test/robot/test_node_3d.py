@@ -104,8 +104,9 @@ def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_d
         images.publish(messages.image_message(headers[index], cv2.cvtColor(rendered[index].bgr, cv2.COLOR_BGR2RGB),
                                               "rgb8"))
 
-    def publish_depth(index):
-        depths.publish(depth_image_message(headers[index], rendered[index].depth_m, "16UC1"))
+    def publish_depth(index, frame_id="late_optical"):
+        header = Header(stamp=headers[index].stamp, frame_id=frame_id)
+        depths.publish(depth_image_message(header, rendered[index].depth_m, "16UC1"))
 
     try:
         assert spin_until(ros_context, [probe], lambda: all(
@@ -128,11 +129,16 @@ def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_d
         # Frame 3's depth never comes; frame 4's comes first. Its stamp shows frame 3's lost.
         publish_image(3)
         assert spin_until(ros_context, [probe], lambda: stamps[3] in found_2d, 5.0)
-        publish_depth(4)
+        # Frame 4's depth names another frame than its colour image: placed, but the operator is warned
+        # (as never before, while the two named the same frame).
+        assert "the depth images on" not in detector.output, detector.output
+        publish_depth(4, frame_id="late_depth_optical")
         publish_image(4)
         assert spin_until(ros_context, [probe], lambda: stamps[4] in found_3d, 10.0)
         assert detector.wait_for_output("a frame got 2D detections only: the nearest depth frame on "
                                         "/late/depth/image_raw is stamped 1.000 s from it", 10.0), detector.output
+        assert detector.wait_for_output("the depth images on /late/depth/image_raw are in frame 'late_depth_optical', "
+                                        "the colour images in 'late_optical'", 10.0), detector.output
         # A camera_info of other images than the depth images (here twice their size): 2D only, and why.
         camera_info.publish(camera_info_message(headers[5], CameraIntrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)))
         spin_until(ros_context, [probe], lambda: False, 1.0)  # the camera_info is in before frame 5
