@@ -16,7 +16,9 @@ class StampPairing:
     Detections take the depth frame nearest their stamp, within ``tolerance_ns``, of those that
     have come; waiting detections take the first one within it that comes. Depth stamps are taken
     to arrive in order (one publisher, one topic), so a depth frame stamped later than waiting
-    detections (beyond the tolerance) means that theirs will not come.
+    detections (beyond the tolerance) means that theirs will not come, and one stamped earlier than
+    the depth frames kept means that the stamps jumped back (a recording replayed from its start):
+    those are dropped, as no frame to come will match them.
     """
 
     def __init__(self, tolerance_ns, wait_ns, capacity=30):
@@ -57,6 +59,8 @@ class StampPairing:
     def add_depth(self, stamp_ns, depth, now_ns):
         """Keep a depth frame; returns the waiting detections it pairs with, oldest first, and lets go of
         those whose wait is over or whose depth frame this one shows lost."""
+        if self._depth and stamp_ns + self._tolerance_ns < self._depth[-1][0]:
+            self._depth.clear()
         self._depth.append((stamp_ns, depth))
         paired, waiting = [], deque(maxlen=self._waiting.maxlen)
         for entry in self._waiting:

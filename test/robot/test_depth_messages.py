@@ -91,6 +91,18 @@ def test_waiting_detections_are_let_go_when_their_depth_is_shown_lost_or_too_lat
     assert pairing.take_unpaired() == [100, 0]
 
 
+def test_depth_stamps_jumping_back_drop_the_depth_frames_of_before():
+    # A recording replayed from its start: frames of its first pass would show every new frame's depth lost.
+    pairing = StampPairing(tolerance_ns=20, wait_ns=1000)
+    for stamp in (1000, 1100):
+        pairing.add_depth(stamp, f"depth {stamp}", now_ns=0)
+    pairing.add_depth(100, "depth 100", now_ns=0)
+    assert pairing.add_detections(200, "a", now_ns=0) is None  # waits for its depth
+    assert pairing.add_depth(200, "depth 200", now_ns=10) == ["a"]
+    assert pairing.add_detections(110, "b", now_ns=10) == "depth 100"
+    assert pairing.take_unpaired() == []
+
+
 def test_detections_waiting_past_the_capacity_are_let_go_oldest_first():
     pairing = StampPairing(tolerance_ns=20, wait_ns=10**9, capacity=2)
     for stamp in (100, 200, 300):
