@@ -7,6 +7,7 @@ and binning applied (REP 104), as image_geometry applies them.
 """
 
 import array
+import dataclasses
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
@@ -63,13 +64,10 @@ def intrinsics_from_camera_info(msg):
         x_offset, y_offset, width, height = roi.x_offset, roi.y_offset, roi.width, roi.height
     else:
         x_offset, y_offset, width, height = 0, 0, msg.width, msg.height
-    k = np.array(msg.k, np.float64).reshape(-1)
-    if k.size == 9:
-        k[2] = (k[2] - x_offset) / binning_x
-        k[5] = (k[5] - y_offset) / binning_y
-        k[0] /= binning_x
-        k[4] /= binning_y
-    return CameraIntrinsics.from_camera_info(k, width // binning_x, height // binning_y)
+    # The sensor's K with the image's size: both checked in one go.
+    sensor = CameraIntrinsics.from_camera_info(msg.k, width // binning_x, height // binning_y)
+    return dataclasses.replace(sensor, fx=sensor.fx / binning_x, fy=sensor.fy / binning_y,
+                               cx=(sensor.cx - x_offset) / binning_x, cy=(sensor.cy - y_offset) / binning_y)
 
 
 def camera_info_message(header, intrinsics):

@@ -49,11 +49,11 @@ class StreamStatistics:
         self._received = self._published = self._dropped = self._rejected = 0
         self._period_start_ns = now_ns
         self._period_counts = (0, 0, 0)  # received, published, rejected at the period start
-        self._latencies_ms = []
-        self._waits_ms = []
-        self._inference_ms = []
-        self._publish_ms = []
-        self._ages_ms = []
+        self._start_samples()
+
+    def _start_samples(self):
+        """Empty the period's per-frame timings (ms)."""
+        self._latencies_ms, self._waits_ms, self._inference_ms, self._publish_ms, self._ages_ms = [], [], [], [], []
 
     def count_received(self):
         with self._lock:
@@ -101,9 +101,5 @@ class StreamStatistics:
             )
             self._period_start_ns = now_ns
             self._period_counts = (self._received, self._published, self._rejected)
-            self._latencies_ms = []
-            self._waits_ms = []
-            self._inference_ms = []
-            self._publish_ms = []
-            self._ages_ms = []
+            self._start_samples()
             return result
