@@ -332,7 +332,7 @@ def main(argv=None):
     print(f"  node receive->publish   p50 {result['node_receive_to_publish_p50_ms']} ms, of which the Detector "
           f"call {result['node_inference_p50_ms']} ms: overhead {result['node_overhead_p50_ms']} ms = "
           f"{100 * result['node_overhead_fraction_of_inference']:.1f}% of inference (target < 3%)")
-    print(f"  of the overhead         the wait before the model (decoding, hand-over to the inference worker) "
+    print(f"  of the overhead         the wait before the model (decoding) "
           f"{result['node_wait_p50_ms']} ms; the publish call (the DDS write of the serialised array) "
           f"{result['node_publish_call_p50_ms']} ms; all but the publish call "
           f"{100 * result['node_overhead_less_publish_fraction_of_inference']:.1f}% of inference")
@@ -353,7 +353,7 @@ def main(argv=None):
         headline("node overhead (receive to publish, less the Detector call) / inference",
                  f"{100 * result['node_overhead_fraction_of_inference']:.1f}% "
                  f"({result['node_overhead_p50_ms']} of {result['node_inference_p50_ms']} ms)", "< 3%"),
-        headline("of the node overhead: the wait before the model (decoding, hand-over to the inference worker); "
+        headline("of the node overhead: the wait before the model (decoding); "
                  "the publish call (the DDS write of the serialised array); all but the publish call / inference",
                  f"{result['node_wait_p50_ms']} ms; {result['node_publish_call_p50_ms']} ms; "
                  f"{100 * result['node_overhead_less_publish_fraction_of_inference']:.1f}%"),

@@ -17,11 +17,11 @@ BOXES = {
     "cameras": (0.2, 2.2, 2.3, 2.1, "camera topics",
                 "sensor_msgs/Image\nor CompressedImage\none per camera\n(sensor-data QoS)", "#dde8f5"),
     "callback": (3.0, 2.2, 3.1, 2.1, "subscription callback",
-                 "executor thread:\ndecode and check the image\n(a bad one is counted,\nlogged, skipped)", "#e8f0dd"),
+                 "either spinning thread:\ndecode and check the image\n(a bad one is counted,\nlogged, skipped)", "#e8f0dd"),
     "slots": (6.6, 2.2, 2.6, 2.1, "latest-frame slots",
               "one per camera:\na newer frame replaces\nthe waiting one\n(counted as dropped)", "#f5ecd9"),
-    "worker": (9.7, 2.2, 2.9, 2.1, "inference worker",
-               "takes every waiting frame\nas one batch: resize, ONNX\nRuntime (TensorRT, CUDA or\nCPU), boxes to source pixels",
+    "model": (9.7, 2.2, 2.9, 2.1, "model run",
+              "by the callback that found\nit idle: every waiting frame\nas one batch, ONNX Runtime\n(TensorRT, CUDA or CPU)",
                "#f3dde0"),
     "outputs": (13.3, 2.2, 2.5, 2.1, "per camera",
                 "detections\n(vision_msgs/\nDetection2DArray,\nsource image's header)", "#e6e0f3"),
@@ -30,8 +30,8 @@ BOXES = {
                     "rates, latency p50/p99,\ndropped and rejected frames", "#eeeeee"),
     "label_info": (13.3, 4.9, 2.5, 1.4, "label_info", "at start and when the\nthreshold changes", "#eeeeee"),
 }
-ARROWS = [("cameras", "callback"), ("callback", "slots"), ("slots", "worker"), ("worker", "outputs"),
-          ("worker", "debug"), ("worker", "diagnostics")]
+ARROWS = [("cameras", "callback"), ("callback", "slots"), ("slots", "model"), ("model", "outputs"),
+          ("model", "debug"), ("model", "diagnostics")]
 
 
 def anchor(name, towards):
@@ -54,7 +54,7 @@ def main():
     for start, end in ARROWS:
         if BOXES[end][0] > BOXES[start][0] and abs(BOXES[end][1] - BOXES[start][1]) < 0.5:
             points = (anchor(start, end), anchor(end, start))
-        else:  # from the worker's bottom or top to the box beside it
+        else:  # from the model run's bottom or top to the box beside it
             x, y, width, height = BOXES[start][:4]
             ex, ey, _, eh = BOXES[end][:4]
             points = ((x + width, y + 0.3), (ex, ey + eh / 2)) if ey < y else ((x + width / 2, y + height), (ex + 1.45, ey))

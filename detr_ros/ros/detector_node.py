@@ -1,8 +1,10 @@
 """The ``detector`` node (``/detr_detector``): camera images in, vision_msgs/Detection2DArray out.
 
-Subscription callbacks only decode a message and leave the frame in its camera's slot; one
-worker thread takes every waiting frame (one per camera), runs them through the model as one
-batch and publishes, so a slow model drops old frames instead of building up latency.
+Subscription callbacks decode a message and leave the frame in its camera's slot. The callback
+that finds the model idle runs it: on every waiting frame (one per camera) as one batch, then
+publishes, and again while frames wait. The node's executable spins two threads that take turns
+(LeaderFollowerExecutor), so a frame's inference starts in the thread that received it, while the
+other thread goes on receiving: a slow model drops old frames instead of building up latency.
 
 Per camera ``<ns>/<name>``: ``<ns>/detections`` (every processed frame, empty or not),
 ``<ns>/label_info`` (transient local), ``<ns>/debug_image`` (only with publish_debug_image, drawn
@@ -20,6 +22,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import NameValidationException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -49,6 +52,8 @@ from detr_ros.runtime.cpu_int8 import choose_cpu_model
 from detr_ros.runtime.drawing import draw_detections
 
 DIAGNOSTICS_PERIOD_S = 1.0
+# One thread runs the model while the other receives the next frames and serves the other callbacks.
+SPINNING_THREADS = 2
 WARNING_THROTTLE_S = 5.0
 RUNTIME_SETTINGS = ("score_threshold", "classes", "max_detections", "duplicate_iou", "publish_debug_image",
                     "class_id_format", "frame_id")
@@ -60,7 +65,7 @@ DEBUG_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The parameters that may change while running; replaced whole, so the worker reads a consistent set."""
+    """The parameters that may change while running; replaced whole, so a batch reads a consistent set."""
 
     score_threshold: float
     class_ids: object  # list of allowed class indices, or None for all
@@ -96,12 +101,13 @@ class DetectorWork:
         self._detector = None
         self._settings = None
         self._cameras = []
-        self._worker = None
+        self._frames = None  # LatestFrames while serving
+        self._decoding = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
     def serving(self):
-        return self._worker is not None
+        return self._frames is not None
 
     def load_model(self):
         """Create the inference session; raises DetrRosError when the model or a setting is unusable."""
@@ -131,8 +137,10 @@ class DetectorWork:
         self._settings = None
 
     def start(self):
-        """Advertise the outputs, subscribe to the cameras and start the inference worker."""
-        self._frames = LatestFrames(len(self._cameras_topics))
+        """Advertise the outputs and subscribe to the cameras."""
+        # Image callbacks may run side by side: one runs the model while another leaves a newer frame.
+        self._image_callbacks = ReentrantCallbackGroup()
+        frames = LatestFrames(len(self._cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=self._values["qos_depth"],
@@ -140,7 +148,7 @@ class DetectorWork:
             else ReliabilityPolicy.BEST_EFFORT,
         )
         try:
-            self._cameras = [self._create_camera(index, topics, input_qos)
+            self._cameras = [self._create_camera(index, topics, input_qos, frames)
                              for index, topics in enumerate(self._cameras_topics)]
         except NameValidationException as error:
             raise ConfigError(f"image_topics: {error}") from None
@@ -149,8 +157,7 @@ class DetectorWork:
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._publish_label_info()
-        self._worker = threading.Thread(target=self._work, name="detr_detector_worker", daemon=True)
-        self._worker.start()
+        self._frames = frames
         inputs = ", ".join(f"{c.subscription.topic_name} ({'compressed' if c.topics.compressed else 'raw'})"
                            for c in self._cameras)
         self.get_logger().info(
@@ -159,12 +166,11 @@ class DetectorWork:
         )
 
     def stop(self):
-        """Let the worker finish its batch and end, then withdraw the subscriptions and outputs."""
-        if self._worker is None:
+        """Let the batch in progress finish, then withdraw the subscriptions and outputs."""
+        if self._frames is None:
             return
-        self._frames.close()
-        self._worker.join(timeout=10.0)
-        self._worker = None
+        self._frames.close(timeout=10.0)
+        self._frames = None
         self.destroy_timer(self._diagnostics_timer)
         self.destroy_publisher(self._diagnostics)
         self._perception.close()
@@ -175,7 +181,7 @@ class DetectorWork:
                     self.destroy_publisher(publisher)
         self._cameras = []
 
-    def _create_camera(self, index, topics, input_qos):
+    def _create_camera(self, index, topics, input_qos, frames):
         camera = Camera(
             topics=topics,
             statistics=StreamStatistics(time.monotonic_ns()),
@@ -185,7 +191,8 @@ class DetectorWork:
         self._advertise_debug_image(camera, self._settings.publish_debug_image)
         message_type = CompressedImage if topics.compressed else Image
         camera.subscription = self.create_subscription(
-            message_type, topics.image, self._make_callback(index, camera), input_qos)
+            message_type, topics.image, self._make_callback(index, camera, frames), input_qos,
+            callback_group=self._image_callbacks)
         return camera
 
     def _advertise_debug_image(self, camera, wanted):
@@ -239,42 +246,43 @@ class DetectorWork:
 
     # -- input ------------------------------------------------------------------------------------
 
-    def _make_callback(self, index, camera):
+    def _make_callback(self, index, camera, frames):
         max_pixels = self._values["max_image_pixels"]
 
         def on_image(msg):
             received_ns = time.monotonic_ns()
             camera.statistics.count_received()
             decoder_warnings = []
-            try:
-                if camera.topics.compressed:
-                    image, color_order = decode_compressed_message(msg, max_pixels, decoder_warnings)
-                else:
-                    image, color_order = decode_image_message(msg, max_pixels)
-            except ImageMessageError as error:
-                camera.statistics.count_rejected()
-                self.get_logger().warning(
-                    f"rejected a message on {camera.topics.image}: {error}", throttle_duration_sec=WARNING_THROTTLE_S
-                )
-                return
-            if decoder_warnings:
-                self.get_logger().warning(f"the decoder warned on {camera.topics.image}: {'; '.join(decoder_warnings)}",
-                                          throttle_duration_sec=WARNING_THROTTLE_S)
-            if self._frames.put(Frame(index, image, color_order, msg.header, received_ns)):
+            # One image at a time, with its log lines: the decoder's warnings are caught from the whole
+            # process's stderr, where another callback's log line would be caught with them.
+            with self._decoding:
+                try:
+                    if camera.topics.compressed:
+                        image, color_order = decode_compressed_message(msg, max_pixels, decoder_warnings)
+                    else:
+                        image, color_order = decode_image_message(msg, max_pixels)
+                except ImageMessageError as error:
+                    camera.statistics.count_rejected()
+                    self.get_logger().warning(f"rejected a message on {camera.topics.image}: {error}",
+                                              throttle_duration_sec=WARNING_THROTTLE_S)
+                    return
+                if decoder_warnings:
+                    self.get_logger().warning(
+                        f"the decoder warned on {camera.topics.image}: {'; '.join(decoder_warnings)}",
+                        throttle_duration_sec=WARNING_THROTTLE_S)
+            replaced, run = frames.put(Frame(index, image, color_order, msg.header, received_ns))
+            if replaced:
                 camera.statistics.count_dropped()
-            # Release the GIL so the woken worker starts now, not after the executor has gone back
-            # to waiting.
-            time.sleep(0)
+            if run:
+                self._run_model(frames)
 
         return on_image
 
     # -- inference and output ---------------------------------------------------------------------
 
-    def _work(self):
-        while True:
-            frames = self._frames.take()
-            if not frames:
-                return  # closed
+    def _run_model(self, waiting):
+        """Run the model on the ``waiting`` frames (LatestFrames), batch after batch, until none wait."""
+        while frames := waiting.take():
             settings = self._settings
             started_ns = time.monotonic_ns()
             try:
@@ -286,7 +294,7 @@ class DetectorWork:
                     max_detections=settings.max_detections,
                     duplicate_iou=settings.duplicate_iou,
                 )
-            except Exception as error:  # a failed run (e.g. GPU out of memory) must not end the worker
+            except Exception as error:  # a failed run (e.g. GPU out of memory) must not stop the node
                 self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
                 continue
             inference_ns = time.monotonic_ns() - started_ns
@@ -294,10 +302,10 @@ class DetectorWork:
                 try:
                     self._publish_detections(frame, detections, settings, started_ns - frame.received_ns,
                                              inference_ns)
-                except Exception as error:  # after Ctrl-C the context is gone and publishing fails
-                    if not self.context.ok():
-                        return
-                    self.get_logger().error(f"publishing failed: {error}", throttle_duration_sec=WARNING_THROTTLE_S)
+                except Exception as error:
+                    if self.context.ok():  # after Ctrl-C the context is gone and publishing fails
+                        self.get_logger().error(f"publishing failed: {error}",
+                                                throttle_duration_sec=WARNING_THROTTLE_S)
 
     def _publish_detections(self, frame, detections, settings, wait_ns, inference_ns):
         camera = self._cameras[frame.camera]
@@ -360,7 +368,7 @@ SUMMARY = "Detects objects in camera images with an ONNX model and publishes vis
 
 
 def main(args=None):
-    return run_node(DetectorNode, "detector", SUMMARY, PARAMETERS, args)
+    return run_node(DetectorNode, "detector", SUMMARY, PARAMETERS, args, threads=SPINNING_THREADS)
 
 
 if __name__ == "__main__":

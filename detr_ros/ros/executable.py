@@ -12,14 +12,16 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 
 from detr_ros.errors import DetrRosError
 from detr_ros.ros import shared_memory
+from detr_ros.ros.leader_follower import LeaderFollowerExecutor
 from detr_ros.ros.parameters import STRING_ARRAY
 
 EXIT_OK = 0
@@ -45,10 +47,12 @@ def usage(executable, summary, specs):
     return "\n".join(lines)
 
 
-def run_node(node_class, executable, summary, parameters, args=None):
+def run_node(node_class, executable, summary, parameters, args=None, threads=1):
     """Run ``node_class()`` until it finishes or the process is stopped; returns the exit status.
 
-    executable, summary, parameters (ParameterSpec rows): what ``--help`` prints.
+    executable, summary, parameters (ParameterSpec rows): what ``--help`` prints. threads: how many
+    threads run the node's callbacks (LeaderFollowerExecutor); more than one serves a node whose
+    long callbacks are in a reentrant callback group while they run.
     The node may have a ``finished`` attribute (spinning ends once it is true; without it the node
     runs until stopped) and a ``close(interrupted)`` method, called before the node is destroyed
     to stop its threads or write what it gathered; ``interrupted``: it was stopped from outside.
@@ -68,7 +72,7 @@ def run_node(node_class, executable, summary, parameters, args=None):
             if rclpy.ok():
                 raise
             return EXIT_OK  # stopped while starting: creating ROS entities fails once the context is shut down
-        interrupted = _spin(node)
+        interrupted = _spin(node, threads)
         if hasattr(node, "close"):
             node.close(interrupted)
     except ExternalShutdownException:
@@ -119,28 +123,50 @@ def _ignore_stop_signals():
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _spin(node):
-    """Run the node's callbacks until it is finished (False) or stopped from outside (True)."""
+def _spin(node, threads):
+    """Run the node's callbacks in ``threads`` threads until it is finished (returns False) or stopped from
+    outside (True). Once one thread ends, for whatever reason, the others end too."""
     if not node.context.ok():
         return True  # stopped before spinning: an executor cannot be made on a shut-down context
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = LeaderFollowerExecutor(context=node.context)
     executor.add_node(node)
+    outcomes = [None] * threads
+    ending = threading.Event()
+    others = [threading.Thread(target=_spin_in_thread, args=(executor, node, ending, outcomes, index), daemon=True)
+              for index in range(1, threads)]
     try:
-        while not getattr(node, "finished", False):
-            if not node.context.ok():
-                return True
-            executor.spin_once()
-        return False
-    except ExternalShutdownException:
-        return True
-    except Exception:
-        # A stop signal shuts the context down from rclpy's signal handler, which can land between
-        # the check above and the executor's next wait: that is a stop, not a failure.
-        if node.context.ok():
-            raise
-        return True
+        for thread in others:
+            thread.start()
+        _spin_in_thread(executor, node, ending, outcomes, 0)
+        for thread in others:
+            thread.join()
     finally:
         executor.shutdown()
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
+    return any(outcomes)
+
+
+def _spin_in_thread(executor, node, ending, outcomes, index):
+    """One thread's part of _spin: its outcome (True: stopped from outside, False: finished, or the
+    exception that ended it) goes to outcomes[index]."""
+    try:
+        while not getattr(node, "finished", False) and not ending.is_set():
+            if not node.context.ok():
+                outcomes[index] = True
+                return
+            executor.spin_once()
+        outcomes[index] = False
+    except ExternalShutdownException:
+        outcomes[index] = True
+    except Exception as error:
+        # A stop signal shuts the context down from rclpy's signal handler, which can land between
+        # the check above and the executor's next wait: that is a stop, not a failure.
+        outcomes[index] = error if node.context.ok() else True
+    finally:
+        ending.set()
+        executor.shutdown(timeout_sec=0)  # wakes a thread waiting for work, which then sees the end
 
 
 def _exit_at_once(executable, error):

@@ -21,7 +21,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from detr_ros.errors import DetrRosError
-from detr_ros.ros.detector_node import SUMMARY, DetectorWork
+from detr_ros.ros.detector_node import SPINNING_THREADS, SUMMARY, DetectorWork
 from detr_ros.ros.detector_parameters import NODE_NAME, PARAMETERS
 from detr_ros.ros.executable import run_node
 
@@ -91,7 +91,8 @@ class ManagedDetectorNode(DetectorWork, LifecycleNode):
 
 def main(args=None):
     return run_node(ManagedDetectorNode, "managed_detector", SUMMARY + " A managed (lifecycle) node: "
-                    "configure loads the model, activate starts serving.", PARAMETERS, args)
+                    "configure loads the model, activate starts serving.", PARAMETERS, args,
+                    threads=SPINNING_THREADS)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """Counters and timings of one camera stream, summarised for /diagnostics.
 
-The callbacks count what arrives and what is rejected, the worker records each publish with
-its latency (receive to publish) and the shares of it: the wait before the model (decoding, the
-hand-over to the inference worker and, under load, earlier frames still being inferred), the
-model's (the Detector call) and the publish call's (the DDS write of the serialised array); and
+The callbacks count what arrives and what is rejected, and record each publish with its
+latency (receive to publish) and the shares of it: the wait before the model (decoding and, under
+load, earlier frames still being inferred), the model's (the Detector call) and the publish call's (the DDS write of the serialised array); and
 the frame's age (header stamp to publish). ``summary`` returns rates and percentiles over the
 period since the previous summary, plus running totals, so an operator sees the current state and
 tests can read exact counts.
@@ -42,7 +41,7 @@ def _percentile(samples, q):
 
 
 class StreamStatistics:
-    """Thread-safe: callbacks, the worker and the diagnostics timer run in different threads."""
+    """Thread-safe: the image callbacks and the diagnostics timer run in different threads."""
 
     def __init__(self, now_ns):
         self._lock = threading.Lock()

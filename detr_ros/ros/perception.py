@@ -8,7 +8,7 @@ publishes ``<ns>/detections_3d`` (vision_msgs/Detection3DArray) and ``<ns>/marke
 (visualization_msgs/MarkerArray for rviz) for each frame whose depth, stamped within
 ``depth_tolerance_s`` of it, comes by ``depth_wait_s`` after its 2D detections were published;
 a frame without depth gets its 2D detections only. Nothing waits for depth: a frame is placed in
-3D by the inference worker when its depth came first, else by the depth subscription's callback
+3D by the image callback that ran the model when its depth came first, else by the depth callback
 when its depth comes, so a late or stopped depth stream never holds up the 2D detections.
 """
 
@@ -78,7 +78,7 @@ class _DepthCamera:
     marker_writer: spatial_messages.MarkerArrayWriter
     placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
-    # Held while pairing and placing: the worker and the depth callback both do, in different threads.
+    # Held while pairing and placing: the image callbacks and the depth callback do, in different threads.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 

@@ -82,7 +82,7 @@ def test_3d_centres_match_the_synthetic_truth_and_frames_without_depth_get_2d(ro
 
 def test_a_frame_waiting_for_its_depth_holds_up_nothing_and_is_placed_when_its_depth_comes(ros_env, ros_context,
                                                                                              tmp_path):
-    # Were a frame to hold the worker while it waits for its depth, the next frame's 2D would come only
+    # Were a frame to hold up the model while it waits for its depth, the next frame's 2D would come only
     # after this wait, far longer than the test waits for it.
     detector = start_detector(ros_env, tmp_path, {
         "image_topics": ["late/image"], "depth_topics": ["late/depth/image_raw"], "depth_wait_s": 10.0,

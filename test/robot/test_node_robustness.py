@@ -226,7 +226,7 @@ def test_overload_answers_newest_frames_with_bounded_age(ros_env, ros_context, t
     cycles = np.diff([arrived for _, arrived in answers]) / 1e9
     cycle = float(np.median(cycles))
     ages = np.array([(arrived - sent_at[stamp]) / 1e9 for stamp, arrived in answers])
-    # A frame waits at most one cycle for the worker, then one cycle of inference: age stays within
+    # A frame waits at most one cycle for the model to be free, then one cycle of inference: age stays within
     # a few cycles instead of growing with the backlog. (Percentiles: this busy process publishes
     # hundreds of frames a second, so it sometimes notices an answer late.)
     assert np.percentile(ages, 90) <= 3 * cycle + 0.1, f"frame ages {ages} with inference cycles of {cycle:.3f} s"

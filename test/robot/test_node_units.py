@@ -3,7 +3,6 @@ the latest-frame slots and the statistics."""
 
 import array
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -253,24 +252,28 @@ def frame(camera, tag):
 
 def test_latest_frames_keeps_newest_per_camera_and_reports_drops():
     slots = LatestFrames(2)
-    assert slots.put(frame(0, 1)) is False
-    assert slots.put(frame(0, 2)) is True  # replaced frame 1 before the worker took it
-    assert slots.put(frame(1, 3)) is False
-    taken = slots.take(timeout=0)
+    assert slots.put(frame(0, 1)) == (False, True)  # the model is idle: this caller runs it
+    assert slots.put(frame(0, 2)) == (True, False)  # replaced frame 1 before it was taken
+    assert slots.put(frame(1, 3)) == (False, False)  # the run in progress takes it
+    taken = slots.take()
     assert [(f.camera, f.header.stamp.sec) for f in taken] == [(0, 2), (1, 3)]
-    assert slots.take(timeout=0) == []
-    assert slots.put(frame(1, 4)) is False  # taken frames do not count as dropped
+    assert slots.put(frame(1, 4)) == (False, False)  # taken frames do not count as dropped
+    assert [f.header.stamp.sec for f in slots.take()] == [4]
+    assert slots.take() == []  # nothing waits: the run ends
+    assert slots.put(frame(0, 5)) == (False, True)  # so the next caller runs the model
 
 
-def test_latest_frames_close_wakes_the_worker():
+def test_latest_frames_close_waits_for_the_run_and_starts_no_more():
     slots = LatestFrames(1)
-    result = []
-    worker = threading.Thread(target=lambda: result.append(slots.take()))
-    worker.start()
-    time.sleep(0.05)
-    slots.close()
-    worker.join(timeout=5)
-    assert not worker.is_alive() and result == [[]]
+    assert slots.put(frame(0, 1)) == (False, True)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (slots.close(timeout=5), closed.set()))
+    closer.start()
+    assert not closed.wait(0.1), "close returned while a run was in progress"
+    assert slots.take() == []  # once closed, the run takes nothing and ends
+    closer.join(timeout=5)
+    assert closed.is_set()
+    assert slots.put(frame(0, 2)) == (False, False)
 
 
 def test_statistics_summarise_one_period_and_keep_totals():
