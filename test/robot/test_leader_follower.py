@@ -1,6 +1,9 @@
 """LeaderFollowerExecutor with real rclpy timers: callbacks of a reentrant group run side by side, in the
-threads that took them; those of a mutually exclusive group one at a time."""
+threads that took them; those of a mutually exclusive group one at a time; a failing callback ends the
+node's process (run_node) instead of leaving a thread behind."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -83,3 +86,32 @@ def test_callbacks_of_a_mutually_exclusive_group_never_overlap(ros_context):
         node.destroy_node()
     assert calls[0] >= 40 and overlaps[0] == 0, (calls, overlaps)
     assert len(threads_used) == 2, "both threads took turns"
+
+
+FAILING_NODE = """
+import sys
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from detr_ros.ros.executable import run_node
+
+
+class FailingNode(Node):
+    def __init__(self):
+        super().__init__("leader_follower_failing")
+        self.timer = self.create_timer(0.1, self.fail, callback_group=ReentrantCallbackGroup())
+
+    def fail(self):
+        self.timer.cancel()  # once: nothing else would wake the other thread
+        raise RuntimeError("the callback failed on purpose")
+
+
+sys.exit(run_node(FailingNode, "failing", "fails", [], threads=2))
+"""
+
+
+def test_a_failing_callback_ends_every_spinning_thread_and_the_process(ros_env):
+    # Were the other thread left waiting for work, the process would never end.
+    result = subprocess.run([sys.executable, "-c", FAILING_NODE], env=ros_env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0
+    assert "RuntimeError: the callback failed on purpose" in result.stderr
