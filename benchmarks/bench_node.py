@@ -254,7 +254,8 @@ def main(argv=None):
     parser.add_argument("--fp32", action="store_true",
                         help="run --model itself, not MODEL.int8.onnx beside it (the node's cpu_int8: false)")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the alternating rounds")
-    parser.add_argument("--rounds", type=int, default=12, help="alternating bare/node rounds (figures are their medians)")
+    parser.add_argument("--rounds", type=int, default=12,
+                        help="alternating bare/node rounds (figures are their medians)")
     parser.add_argument("--per-round", type=int, default=30,
                         help="frames per round (at --rate, about one diagnostics period)")
     parser.add_argument("--overload-rate", type=float, default=30.0)

@@ -103,6 +103,8 @@ class DetectorWork:
         self._cameras = []
         self._frames = None  # LatestFrames while serving
         self._decoding = threading.Lock()
+        # Image callbacks may run side by side: one runs the model while another leaves a newer frame.
+        self._image_callbacks = ReentrantCallbackGroup()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
@@ -138,8 +140,6 @@ class DetectorWork:
 
     def start(self):
         """Advertise the outputs and subscribe to the cameras."""
-        # Image callbacks may run side by side: one runs the model while another leaves a newer frame.
-        self._image_callbacks = ReentrantCallbackGroup()
         frames = LatestFrames(len(self._cameras_topics))
         input_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,

@@ -45,7 +45,8 @@ class LatestFrames:
             replaced = self._slots[frame.camera] is not None
             self._slots[frame.camera] = frame
             run = not self._running and not self._closed
-            self._running = self._running or run
+            if run:
+                self._running = True
             return replaced, run
 
     def take(self):

@@ -1,11 +1,11 @@
 """Counters and timings of one camera stream, summarised for /diagnostics.
 
-The callbacks count what arrives and what is rejected, and record each publish with its
-latency (receive to publish) and the shares of it: the wait before the model (decoding and, under
-load, earlier frames still being inferred), the model's (the Detector call) and the publish call's (the DDS write of the serialised array); and
-the frame's age (header stamp to publish). ``summary`` returns rates and percentiles over the
-period since the previous summary, plus running totals, so an operator sees the current state and
-tests can read exact counts.
+The callbacks count what arrives and what is rejected, and record each publish with its latency
+(receive to publish) and the shares of it: the wait before the model (decoding and, under load,
+earlier frames still being inferred), the model's (the Detector call) and the publish call's (the
+DDS write of the serialised array); and the frame's age (header stamp to publish). ``summary``
+returns rates and percentiles over the period since the previous summary, plus running totals, so
+an operator sees the current state and tests can read exact counts.
 """
 
 import threading
@@ -25,7 +25,7 @@ class StreamSummary:
     latency_p99_ms: float
     inference_p50_ms: float
     overhead_p50_ms: float  # latency minus inference, per frame: what the node adds to the model
-    wait_p50_ms: float  # receive to the model's start, a part of the overhead: decoding, hand-over, earlier frames
+    wait_p50_ms: float  # receive to the model's start, a part of the overhead: decoding, earlier frames
     publish_p50_ms: float  # the publish call, a part of the overhead: the DDS write
     age_p50_ms: float
     age_max_ms: float
