@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detr_ros.errors import DatasetError
-from detr_ros.training.dataset import CocoDetection, SampleKey
+from detr_ros.training.dataset import CocoDetection, DatasetFolders, SampleKey
 from detr_ros.training.transforms import AugmentationConfig, resize_and_sanitize, train_augmentations
 from robot.hostile_images import png_header_claiming
 
@@ -53,6 +53,32 @@ def test_category_ids_map_to_contiguous_training_ids_and_back(tmp_path):
     assert target["image_id"] == 10 and target["orig_size"].tolist() == [64, 48]
     # An explicit mapping (an existing model's) is kept as given.
     assert CocoDetection.from_folder(tmp_path, category_ids=[7, 3]).class_names == ["cat", "dog"]
+
+
+def test_several_folders_are_one_dataset_with_the_first_folders_categories(tmp_path):
+    first = _write_dataset(tmp_path / "scenes", ANNOTATIONS)
+    # The second folder lists its categories the other way round and uses only one of them.
+    second = _write_dataset(tmp_path / "video", [{"id": 1, "image_id": 5, "category_id": 7, "bbox": [10, 12, 30, 20]}],
+                            images=[{"id": 5, "file_name": "f.png", "width": 64, "height": 48}],
+                            categories=[{"id": 3, "name": "dog"}, {"id": 7, "name": "cat"}])
+    dataset = DatasetFolders([first, second], finish=resize_and_sanitize)
+    assert len(dataset) == 3 and dataset.num_classes == 2 and dataset.class_names == ["dog", "cat"]
+    assert dataset.num_degenerate_boxes == 2
+    assert dataset[SampleKey(1, 0, (48, 64))][1]["image_id"] == 11
+    image, target = dataset[SampleKey(2, 0, (48, 64))]
+    assert target["image_id"] == 5 and [dataset.category_ids[label] for label in target["labels"].tolist()] == [7]
+    assert torch.allclose(target["boxes"][0], torch.tensor([25 / 64, 22 / 48, 30 / 64, 20 / 48]))
+
+
+def test_folders_whose_categories_differ_are_refused(tmp_path):
+    first = _write_dataset(tmp_path / "scenes", ANNOTATIONS)
+    renamed = _write_dataset(tmp_path / "other", [], categories=[{"id": 7, "name": "lion"}, {"id": 3, "name": "dog"}])
+    with pytest.raises(DatasetError, match=r"other/annotations.json: categories \{3: 'dog', 7: 'lion'\} differ"):
+        DatasetFolders([first, renamed])
+    extra = _write_dataset(tmp_path / "extra", [{"id": 1, "image_id": 10, "category_id": 5, "bbox": [1, 1, 5, 5]}],
+                           categories=[{"id": 5, "name": "owl"}])
+    with pytest.raises(DatasetError, match=r"extra/annotations.json: annotations\[0\] \(id 1\): category_id 5"):
+        DatasetFolders([first, extra])
 
 
 def test_images_without_objects_are_valid_and_degenerate_boxes_are_counted(tmp_path):

@@ -16,7 +16,8 @@ from detr_ros.training.train import train
 
 def add_arguments(parser):
     parser.add_argument("config", help="model config YAML, e.g. config/models/rtdetr_r18vd_tiny.yaml")
-    parser.add_argument("--data", required=True, help="training dataset folder (annotations.json, images/)")
+    parser.add_argument("--data", required=True, nargs="+", metavar="FOLDER",
+                        help="training dataset folder (annotations.json, images/); several: trained on as one")
     parser.add_argument("--val", help="held-out dataset folder, evaluated (COCO mAP) at epoch ends")
     parser.add_argument("--train-config", help="training settings YAML (config/train/*.yaml); default: built-in")
     parser.add_argument("--out", help="run folder (default: runs/<model name>)")

@@ -29,7 +29,7 @@ from detr_ros.modeling.checkpoint import (load_checkpoint, load_state_dict_check
                                           save_checkpoint)
 from detr_ros.modeling.config import load_model_config
 from detr_ros.training.criterion import SetCriterion
-from detr_ros.training.dataset import CocoDetection, collate
+from detr_ros.training.dataset import DatasetFolders, collate
 from detr_ros.training.evaluate import evaluate_pytorch
 from detr_ros.training.finetune import remap_class_rows
 from detr_ros.training.matcher import HungarianMatcher
@@ -120,10 +120,11 @@ def _initial_weights(model, init_from, class_names):
 class Trainer:
     """One training run. ``run()`` trains to the end and returns a TrainResult."""
 
-    def __init__(self, model_config, train_config, data_dir, run_dir, *, val_dir=None, init_from=None,
+    def __init__(self, model_config, train_config, data_dirs, run_dir, *, val_dir=None, init_from=None,
                  resume=False, device=None, progress=True):
         self.train_config = train_config
-        self.data_dir, self.val_dir, self.run_dir = Path(data_dir), val_dir and Path(val_dir), Path(run_dir)
+        self.data_dirs = [Path(data_dirs)] if isinstance(data_dirs, (str, Path)) else [Path(d) for d in data_dirs]
+        self.val_dir, self.run_dir = val_dir and Path(val_dir), Path(run_dir)
         self.progress = progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dist = _Distributed(self.device.type == "cuda")
@@ -134,11 +135,12 @@ class Trainer:
         if resume_state is not None:
             model_config = model_config_from_checkpoint(resume_state, self.run_dir / CHECKPOINT)
         category_ids = resume_state["category_ids"] if resume_state is not None else None
-        self.dataset = CocoDetection.from_folder(
-            self.data_dir, augment=train_augmentations(train_config.augmentation), finish=resize_and_sanitize,
+        self.dataset = DatasetFolders(
+            self.data_dirs, augment=train_augmentations(train_config.augmentation), finish=resize_and_sanitize,
             category_ids=category_ids)
         if self.dataset.num_degenerate_boxes and self.dist.is_main:
-            print(f"{self.data_dir}: dropped {self.dataset.num_degenerate_boxes} degenerate boxes (no area or outside the image)")
+            print(f"{', '.join(map(str, self.data_dirs))}: dropped {self.dataset.num_degenerate_boxes} degenerate "
+                  "boxes (no area or outside the image)")
         model_config.num_classes = self.dataset.num_classes
         model_config.validate()
         self.model_config = model_config
@@ -339,9 +341,9 @@ class Trainer:
         self.dist.close()
 
 
-def train(model_config_path, data_dir, *, val_dir=None, train_config_path=None, run_dir=None, init_from=None,
+def train(model_config_path, data_dirs, *, val_dir=None, train_config_path=None, run_dir=None, init_from=None,
           resume=False, epochs=None, device=None, time_limit_s=None, progress=True):
-    """Train the model of a model YAML on a dataset folder; returns the TrainResult.
+    """Train the model of a model YAML on a dataset folder, or several as one; returns the TrainResult.
 
     train_config_path: training settings YAML (default: TrainConfig's); run_dir: the run folder
     (default runs/<model name>); resume: continue the run in run_dir where checkpoint.pt stopped,
@@ -364,7 +366,7 @@ def train(model_config_path, data_dir, *, val_dir=None, train_config_path=None, 
     if epochs is not None:
         train_config.epochs = epochs
         train_config.validate("epochs")
-    trainer = Trainer(model_config, train_config, data_dir, run_dir, val_dir=val_dir, init_from=init_from,
+    trainer = Trainer(model_config, train_config, data_dirs, run_dir, val_dir=val_dir, init_from=init_from,
                       resume=resume, device=device, progress=progress)
     try:
         return trainer.run(time_limit_s=time_limit_s)
