@@ -92,8 +92,8 @@ PARAMETERS = (
                   "object is tracked and never reused; empty where a detection continues or starts no track"),
     ParameterSpec("tracking_low_score", 0.2, "tracking: weakest detection that may continue a track (also "
                   "published then)", low=0.0, high=1.0),
-    ParameterSpec("tracking_lost_timeout_s", 1.0, "tracking: how long a track survives without its object",
-                  low=0.01, high=3600.0),
+    ParameterSpec("tracking_lost_timeout_s", 1.0, "tracking: how long a track survives without a detection "
+                  "above the threshold", low=0.01, high=3600.0),
     ParameterSpec("tracking_reset_gap_s", 5.0, "tracking: frames further apart than this, or stamps going "
                   "backwards (a replayed bag), drop every track", low=0.01, high=3600.0),
     ParameterSpec("depth_topics", STRING_ARRAY, "aligned depth images (16UC1 mm or 32FC1 m), one per camera in "

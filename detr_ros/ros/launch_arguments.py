@@ -52,8 +52,8 @@ DETECTOR_ARGUMENTS = (
                    "tracking"),
     LaunchArgument("tracking_low_score", "", "weakest detection that may continue a track, 0..1; empty: as in "
                    "params_file", "tracking_low_score"),
-    LaunchArgument("tracking_lost_timeout_s", "", "seconds a track survives without its object; empty: as in "
-                   "params_file", "tracking_lost_timeout_s"),
+    LaunchArgument("tracking_lost_timeout_s", "", "seconds a track survives without a detection above the "
+                   "threshold; empty: as in params_file", "tracking_lost_timeout_s"),
     LaunchArgument("tracking_reset_gap_s", "", "a pause between frames longer than this (seconds) drops every track; "
                    "empty: as in params_file", "tracking_reset_gap_s"),
     LaunchArgument("depth_topics", "", "aligned depth image topics, one per camera in image_topics order ('' for "

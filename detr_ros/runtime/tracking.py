@@ -14,7 +14,9 @@ the best counts: the model sometimes answers one object twice, once per class it
 and two tracks on one object would be an identity error. Strong detections left over that score
 ``birth_margin`` above the threshold start tentative tracks; a track becomes confirmed, and gets its
 id, after ``confirm_frames`` frames in a row. Ids count up from 1 per tracker and are never reused. A
-confirmed track unmatched for ``lost_timeout_s`` is dropped; so is every track when the stamps
+confirmed track without a strong detection for ``lost_timeout_s`` is dropped: weak ones bridge a
+dip (an object half hidden), but a box that never again scores the threshold is not followed for
+long, as the model's chance boxes on the background would be. So is every track when the stamps
 jump backwards (a replayed recording) or pause longer than ``reset_gap_s``. A track keeps the class
 of its latest detection; matching prefers pairs that keep their class (CLASS_CHANGE_COST), so objects
 of different classes crossing each other keep their ids.
@@ -58,7 +60,8 @@ class TrackerSettings:
     same_object_iou: detections overlapping a better one more than this, of any class, are dropped;
     birth_margin: a new track needs a score this far above the published threshold (ByteTrack 0.1);
     confirm_frames: consecutive frames before a track is confirmed and gets its id;
-    lost_timeout_s: how long a confirmed track survives unseen (ByteTrack's 30 frames at 30 Hz);
+    lost_timeout_s: how long a confirmed track survives without a strong detection (ByteTrack's 30
+    frames at 30 Hz, there unseen);
     reset_gap_s: a pause between frames longer than this drops every track.
     """
 
@@ -126,7 +129,7 @@ class Tracker:
         self._states = np.zeros(0, np.int8)
         self._hits = np.zeros(0, np.int64)  # consecutive frames matched
         self._classes = np.zeros(0, np.int64)
-        self._last_seen_ns = np.zeros(0, np.int64)
+        self._last_strong_ns = np.zeros(0, np.int64)  # stamp of each track's last strong detection
 
     @property
     def confirmed_count(self):
@@ -186,7 +189,7 @@ class Tracker:
         self._hits[tracks] += 1
         self._hits[unmatched] = 0
         self._classes[tracks] = class_ids[detections]
-        self._last_seen_ns[tracks] = stamp_ns
+        self._last_strong_ns[tracks[scores[detections] >= high_score]] = stamp_ns
         newly_confirmed = tracks[(self._ids[tracks] == 0) & (self._hits[tracks] >= settings.confirm_frames)]
         self._ids[newly_confirmed] = np.arange(self._next_id, self._next_id + len(newly_confirmed))
         self._next_id += len(newly_confirmed)
@@ -196,7 +199,7 @@ class Tracker:
         self._motion.hold_size(just_lost)
         track_ids[detections] = self._ids[tracks]
 
-        expired = (stamp_ns - self._last_seen_ns) > settings.lost_timeout_s * 1e9
+        expired = (stamp_ns - self._last_strong_ns) > settings.lost_timeout_s * 1e9
         dropped = (unmatched & (self._states == _TENTATIVE)) | expired
         if dropped.any():
             self._keep(~dropped)
@@ -229,7 +232,7 @@ class Tracker:
     def _keep(self, rows):
         self._motion.keep(rows)
         self._ids, self._states, self._hits = self._ids[rows], self._states[rows], self._hits[rows]
-        self._classes, self._last_seen_ns = self._classes[rows], self._last_seen_ns[rows]
+        self._classes, self._last_strong_ns = self._classes[rows], self._last_strong_ns[rows]
 
     def _start_tracks(self, boxes, class_ids, stamp_ns):
         """New tracks at the boxes; returns their ids [m] (0 while tentative)."""
@@ -246,5 +249,5 @@ class Tracker:
                                                              np.int8)])
         self._hits = np.concatenate([self._hits, np.ones(count, np.int64)])
         self._classes = np.concatenate([self._classes, class_ids])
-        self._last_seen_ns = np.concatenate([self._last_seen_ns, np.full(count, stamp_ns, np.int64)])
+        self._last_strong_ns = np.concatenate([self._last_strong_ns, np.full(count, stamp_ns, np.int64)])
         return new_ids

@@ -89,6 +89,19 @@ def test_weak_detections_continue_tracks_but_start_none():
     assert ids.tolist() == [1] and published.boxes.tolist() == [box]
 
 
+def test_a_track_only_weak_detections_continue_ends_after_the_lost_timeout():
+    tracker = Tracker(TrackerSettings(lost_timeout_s=0.3))
+    box = [100, 100, 140, 140]
+    tracker.track(_frame([box]), 0, HIGH)
+    ids = [tracker.track(_frame([box], [0.3]), step * FRAME_NS, HIGH)[1].tolist() for step in range(1, 6)]
+    # Weak boxes keep the track until the first frame more than 0.3 s after its last strong one; then
+    # nothing follows them.
+    assert ids == [[1], [1], [1], [1], []] and tracker.confirmed_count == 0
+    # A strong detection there starts a new track; weak ones then continue it again.
+    assert tracker.track(_frame([box]), 6 * FRAME_NS, HIGH)[1].tolist() == [2]
+    assert tracker.track(_frame([box], [0.3]), 7 * FRAME_NS, HIGH)[1].tolist() == [2]
+
+
 def test_one_object_answered_as_two_classes_is_one_track():
     tracker = Tracker()
     for step in range(4):
