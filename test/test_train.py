@@ -22,6 +22,7 @@ from detr_ros.synthetic.dataset import write_dataset
 from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.train import Trainer
 from detr_ros.training.train_config import TrainConfig
+from detr_ros.training.transforms import resize_and_sanitize
 
 # A very small RT-DETR (about 0.1M parameters) at 96x96: seconds per dozen steps on one core.
 TINY_MODEL = {
@@ -73,7 +74,7 @@ def test_training_steps_lower_the_loss(tiny_data, tmp_path):
                                     "schedule": "constant", "num_workers": 0, "checkpoint_every": 1000, "eval_every": 0, "log_every": 1,
                                     **QUIET_AUGMENTATION})
     trainer = Trainer(ModelConfig.from_dict(TINY_MODEL), config, tiny_data, tmp_path / "run", progress=False)
-    dataset = CocoDetection.from_folder(tiny_data, finish=trainer.dataset.finish)
+    dataset = CocoDetection.from_folder(tiny_data, finish=resize_and_sanitize)
     images, targets = collate([dataset[SampleKey(i, 0, (96, 96))] for i in range(8)])
     before = _fixed_batch_loss(trainer, images, targets)
     result = trainer.run()
@@ -155,6 +156,7 @@ DDP_WORKER = textwrap.dedent("""
     from detr_ros.modeling.config import ModelConfig
     from detr_ros.training.train import Trainer
     from detr_ros.training.train_config import TrainConfig
+from detr_ros.training.transforms import resize_and_sanitize
     import json
     settings = json.loads(sys.argv[1])
     torch.set_num_threads(1)
