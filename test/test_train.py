@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,8 @@ from detr_ros.training.dataset import CocoDetection, SampleKey, collate
 from detr_ros.training.train import Trainer
 from detr_ros.training.train_config import TrainConfig
 from detr_ros.training.transforms import resize_and_sanitize
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A very small RT-DETR (about 0.1M parameters) at 96x96: seconds per dozen steps on one core.
 TINY_MODEL = {
@@ -243,6 +246,15 @@ def test_bad_train_config_is_named(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_train_config(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in (REPO_ROOT / "config" / "train").glob("*.yaml")))
+def test_shipped_train_configs_load(name):
+    from detr_ros.training.train_config import load_train_config
+
+    # Loading validates every setting, and follows ``extends`` to the stage before.
+    config = load_train_config(REPO_ROOT / "config" / "train" / name)
+    assert config.epochs >= 1 and config.lr > 0.0
 
 
 def test_train_config_extends_another(tmp_path):
