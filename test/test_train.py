@@ -159,7 +159,6 @@ DDP_WORKER = textwrap.dedent("""
     from detr_ros.modeling.config import ModelConfig
     from detr_ros.training.train import Trainer
     from detr_ros.training.train_config import TrainConfig
-from detr_ros.training.transforms import resize_and_sanitize
     import json
     settings = json.loads(sys.argv[1])
     torch.set_num_threads(1)
