@@ -154,7 +154,8 @@ class Tracker:
         if len(order):
             candidates[order[without_duplicates(boxes[order], np.zeros(len(order)), settings.same_object_iou)]] = True
         candidates &= scores >= settings.low_score
-        published = candidates & (scores >= high_score)  # the strong ones, and below the weak ones matched
+        is_strong = scores >= high_score
+        published = candidates & is_strong  # the strong ones, and below the weak ones matched
         strong = np.flatnonzero(published)
         weak = np.flatnonzero(candidates & ~published)
         track_ids = np.zeros(len(scores), np.int64)
@@ -189,7 +190,7 @@ class Tracker:
         self._hits[tracks] += 1
         self._hits[unmatched] = 0
         self._classes[tracks] = class_ids[detections]
-        self._last_strong_ns[tracks[scores[detections] >= high_score]] = stamp_ns
+        self._last_strong_ns[tracks[is_strong[detections]]] = stamp_ns
         newly_confirmed = tracks[(self._ids[tracks] == 0) & (self._hits[tracks] >= settings.confirm_frames)]
         self._ids[newly_confirmed] = np.arange(self._next_id, self._next_id + len(newly_confirmed))
         self._next_id += len(newly_confirmed)

@@ -17,7 +17,6 @@ augmentation replay exactly after ``--resume`` and on any number of data workers
 """
 
 import bisect
-import itertools
 import json
 import math
 from pathlib import Path
@@ -189,9 +188,10 @@ class CocoDetection(torch.utils.data.Dataset):
         }
 
 
-class DatasetFolders(torch.utils.data.Dataset):
-    """Several dataset folders as one: their images end to end, with the first folder's category mapping
-    (or ``category_ids``), which every other folder's categories must fit under the same names.
+class DatasetFolders(torch.utils.data.ConcatDataset):
+    """Several dataset folders as one (torch's ConcatDataset of their CocoDetection), with the first folder's
+    category mapping (or ``category_ids``), which every other folder's categories must fit under the same
+    names.
 
     ``dataset[key]`` is CocoDetection's, ``key.index`` counting across the folders in order; other
     keyword arguments go to every folder's CocoDetection.
@@ -201,15 +201,14 @@ class DatasetFolders(torch.utils.data.Dataset):
         if not folders:
             raise DatasetError("no dataset folder given")
         first = CocoDetection.from_folder(folders[0], category_ids=category_ids, **kwargs)
-        self.parts = [first] + [CocoDetection.from_folder(folder, category_ids=first.category_ids, **kwargs)
-                                for folder in folders[1:]]
-        for part in self.parts[1:]:
+        super().__init__([first] + [CocoDetection.from_folder(folder, category_ids=first.category_ids, **kwargs)
+                                    for folder in folders[1:]])
+        for part in self.datasets[1:]:
             if part.class_names != first.class_names:
                 raise DatasetError(f"{part.annotation_file}: categories {dict(zip(part.category_ids, part.class_names))} "
                                    f"differ from {first.annotation_file}'s "
                                    f"{dict(zip(first.category_ids, first.class_names))}")
         self.category_ids, self.class_names = first.category_ids, first.class_names
-        self._ends = list(itertools.accumulate(len(part) for part in self.parts))
 
     @property
     def num_classes(self):
@@ -217,16 +216,14 @@ class DatasetFolders(torch.utils.data.Dataset):
 
     @property
     def num_degenerate_boxes(self):
-        return sum(part.num_degenerate_boxes for part in self.parts)
-
-    def __len__(self):
-        return self._ends[-1]
+        return sum(part.num_degenerate_boxes for part in self.datasets)
 
     def __getitem__(self, key):
+        # ConcatDataset's own lookup takes a plain index; a SampleKey carries its index among others.
         key = SampleKey(*key)
-        which = bisect.bisect_right(self._ends, key.index)
-        start = self._ends[which - 1] if which else 0
-        return self.parts[which][key._replace(index=key.index - start)]
+        which = bisect.bisect_right(self.cumulative_sizes, key.index)
+        start = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which][key._replace(index=key.index - start)]
 
 
 def collate(batch):
