@@ -92,7 +92,6 @@ def per_frame_cost(model, frames, objects=30):
     detector = Detector(node_model, providers=providers, thread_spinning=SPECS["thread_spinning"].default)
     detector.detect(rendered[0].bgr, "bgr")  # warm-up
     tracker, placer = Tracker(), TrackPlacer()
-    marker_writer = spatial_messages.MarkerArrayWriter("bench")
     node_ms, added_ms, markers_ms, counts = [], [], [], []
     parts_ms = {"tracker": [], "placement": [], "detection_3d_array": []}
     names = list(detector.class_names)
@@ -128,7 +127,8 @@ def per_frame_cost(model, frames, objects=30):
             for part, (begin, end) in zip(parts_ms, ((started, tracked), (tracked, located), (located, finished))):
                 parts_ms[part].append(1e3 * (end - begin))
             started = time.perf_counter()
-            publish_markers(marker_writer.fill(header, placed, published.class_ids, ids, names))
+            publish_markers(spatial_messages.serialized_marker_array(header, "bench", placed, published.class_ids, ids,
+                                                                     names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
             counts.append(len(boxes))
     finally:

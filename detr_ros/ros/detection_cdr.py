@@ -1,16 +1,17 @@
-"""Detection arrays serialised straight from arrays to the CDR bytes a ROS publisher sends.
+"""Detection arrays, and rviz markers of detections, serialised straight from arrays to the CDR bytes a ROS
+publisher sends.
 
 rclpy turns a message object into its C form field by field, checking every nested message's type
 by name, and a detection nests a dozen messages: at tens of objects a frame, that conversion takes
 longer than tracking them. A publisher also takes a message already serialised
 (``Publisher.publish(bytes)``, in every ROS 2 since Foxy), and a detection's CDR is a few strings
-and a run of doubles, which these functions write directly.
+and a run of doubles, which these functions write directly; so is an rviz marker.
 
 The bytes are plain CDR, little-endian, with its 4-byte encapsulation header (XCDR1: each value
 aligned to its size from the start of the data), the representation Fast DDS uses for these types,
-of vision_msgs 4 (ROS 2 Humble onward). ``check_encoding`` compares them with the
-middleware's own serialisation once, when a node starts, so that any other layout or representation
-stops it with a clear error instead of sending what subscribers cannot read.
+of vision_msgs 4 and visualization_msgs 3 or newer (ROS 2 Humble onward). ``check_encoding``
+compares them with the middleware's own serialisation once, when a node starts, so that any other
+layout or representation stops it with a clear error instead of sending what subscribers cannot read.
 """
 
 import struct
@@ -31,6 +32,11 @@ _BOX_2D = struct.Struct("<5d")  # centre x, y, theta, size x, y
 _POSE = struct.Struct("<7d")  # position x, y, z, orientation x, y, z, w
 # A hypothesis's pose (position 0, identity orientation) and its 36 zero covariances, for 2D detections.
 _IDENTITY_POSE_WITH_COVARIANCE = _POSE.pack(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + _ZERO_COVARIANCE
+_MARKER_KIND = struct.Struct("<3i")  # id, type, action
+# Position, identity orientation, scale, colour (RGBA) and lifetime (seconds, nanoseconds).
+_MARKER_SHAPE = struct.Struct("<3d4d3d4fiI")
+_IDENTITY_ORIENTATION = (0.0, 0.0, 0.0, 1.0)
+_ADD, _DELETEALL = 0, 3  # visualization_msgs/Marker actions
 
 
 def _string(text):
@@ -44,10 +50,15 @@ def _align(data, size):
     data += _ZERO_PADDING[: (len(_ENCAPSULATION) - len(data)) % size]
 
 
+def _header(header):
+    """A std_msgs/Header's CDR bytes (from a 4-aligned position)."""
+    return _STAMP.pack(header.stamp.sec, header.stamp.nanosec) + _string(header.frame_id)
+
+
 def _start(header, count):
     """A CDR buffer holding an array's header and its detection count; and the header's bytes, which each
     detection repeats (aligned to 4)."""
-    head = _STAMP.pack(header.stamp.sec, header.stamp.nanosec) + _string(header.frame_id)
+    head = _header(header)
     data = bytearray(_ENCAPSULATION) + head
     _align(data, 4)
     data += _UINT32.pack(count)
@@ -100,14 +111,68 @@ def detection_3d_array(header, centres, sizes, scores, labels, ids):
     return bytes(data)
 
 
+def _empty_fields(*kinds):
+    """The CDR bytes of a run of empty fields (False, 0, "", a zero stamp) of these kinds ("bool", "uint32",
+    "string", "stamp"), from an 8-aligned position, each aligned as CDR asks."""
+    values = {"uint32": _UINT32.pack(0), "string": _string(""), "stamp": _STAMP.pack(0, 0)}
+    data = bytearray(_ENCAPSULATION)  # the data's start: 8-aligned
+    for kind in kinds:
+        if kind == "bool":
+            data.append(0)
+        else:
+            _align(data, 4)
+            data += values[kind]
+    return bytes(data[len(_ENCAPSULATION):])
+
+
+# Fields a marker of ours leaves empty. Between its lifetime and its text: not frame-locked, no points,
+# colours, texture (resource, image with an empty header, format and data) or texture coordinates; it
+# starts 8-aligned, after the lifetime. After the text: no mesh (resource, file name, data), whose
+# paddings are the same wherever the text ends, as it ends 4-aligned once padded.
+_MARKER_UNUSED_BEFORE_TEXT = _empty_fields("bool", "uint32", "uint32", "string", "stamp", "string", "string", "uint32",
+                                           "uint32")
+_MARKER_UNUSED_AFTER_TEXT = _empty_fields("string", "string", "uint32", "bool")
+
+
+def marker_array(header, namespace, markers):
+    """A visualization_msgs/MarkerArray as CDR bytes: first a DELETEALL marker of ``namespace``, then ``markers``.
+
+    header: std_msgs/Header of every marker; markers: (id, type, position (x, y, z), scale (x, y, z),
+    colour (r, g, b, a), lifetime_s, text) each, an ADD of that type in ``namespace``, with the identity
+    orientation and nothing else (no points, colours, texture or mesh).
+    """
+    data, head = bytearray(_ENCAPSULATION) + _UINT32.pack(len(markers) + 1), _header(header)
+    ns = _string(namespace)
+    delete_all = (0, 0, _DELETEALL, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0, 0, "")
+    for marker_id, kind, action, position, scale, colour, sec, nanosec, text in [delete_all] + [
+            (marker_id, kind, _ADD, position, scale, colour, int(lifetime_s), round(lifetime_s % 1.0 * 1e9), text)
+            for marker_id, kind, position, scale, colour, lifetime_s, text in markers]:
+        _align(data, 4)
+        data += head
+        _align(data, 4)
+        data += ns
+        _align(data, 4)
+        data += _MARKER_KIND.pack(marker_id, kind, action)
+        _align(data, 8)
+        data += _MARKER_SHAPE.pack(*position, *_IDENTITY_ORIENTATION, *scale, *colour, sec, nanosec)
+        data += _MARKER_UNUSED_BEFORE_TEXT
+        _align(data, 4)
+        data += _string(text)
+        _align(data, 4)
+        data += _MARKER_UNUSED_AFTER_TEXT
+    return bytes(data)
+
+
 def check_encoding():
     """Raise ConfigError unless the middleware in use reads sample arrays of these bytes as they were meant
     and serialises them to as many bytes (its padding bytes are not always zero, so they are not compared)."""
+    from builtin_interfaces.msg import Duration
     from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Vector3
     from rclpy.serialization import deserialize_message, serialize_message
-    from std_msgs.msg import Header
+    from std_msgs.msg import ColorRGBA, Header
     from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detection2DArray, Detection3D,
                                  Detection3DArray, ObjectHypothesis, ObjectHypothesisWithPose)
+    from visualization_msgs.msg import Marker, MarkerArray
 
     header = Header(frame_id="camera_optical_frame")
     header.stamp.sec, header.stamp.nanosec = 1, 2
@@ -125,6 +190,19 @@ def check_encoding():
              header=header, bbox=BoundingBox3D(center=centre, size=Vector3(x=0.5, y=0.25, z=0.1)), id="12",
              results=[ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id="person", score=0.75),
                                                pose=PoseWithCovariance(pose=centre))])])),
+        (marker_array(header, "cam/image", [(0, Marker.CUBE, (0.1, -0.2, 3.0), (0.5, 0.25, 0.1), (1.0, 0.5, 0.25, 0.5),
+                                             1.5, ""),
+                                            (1, Marker.TEXT_VIEW_FACING, (0.1, -0.5, 3.0), (0.0, 0.0, 0.12),
+                                             (1.0, 1.0, 1.0, 1.0), 1.5, "ring #12")]),
+         MarkerArray(markers=[Marker(header=header, ns="cam/image", action=Marker.DELETEALL)] + [
+             Marker(header=header, ns="cam/image", id=marker_id, type=kind, action=Marker.ADD,
+                    pose=Pose(position=position), scale=scale, color=colour,
+                    lifetime=Duration(sec=1, nanosec=500_000_000), text=text)
+             for marker_id, kind, position, scale, colour, text in [
+                 (0, Marker.CUBE, centre.position, Vector3(x=0.5, y=0.25, z=0.1),
+                  ColorRGBA(r=1.0, g=0.5, b=0.25, a=0.5), ""),
+                 (1, Marker.TEXT_VIEW_FACING, Point(x=0.1, y=-0.5, z=3.0), Vector3(z=0.12),
+                  ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), "ring #12")]])),
     ]
     for data, expected in samples:
         try:
@@ -133,5 +211,6 @@ def check_encoding():
             read = None
         if read != expected or len(serialize_message(expected)) != len(data):
             raise ConfigError(f"this ROS middleware serialises {type(expected).__name__} otherwise than the CDR "
-                              "detr_ros writes (vision_msgs 4, plain CDR little-endian); use ROS 2 Humble or newer "
-                              "with rmw_fastrtps_cpp, the middleware detr_ros is tested with")
+                              "detr_ros writes (vision_msgs 4, visualization_msgs 3 or newer, plain CDR "
+                              "little-endian); use ROS 2 Humble or newer with rmw_fastrtps_cpp, the middleware "
+                              "detr_ros is tested with")

@@ -75,7 +75,7 @@ class _DepthCamera:
     pairing: StampPairing
     detections_3d: object  # publishers
     markers: object
-    marker_writer: spatial_messages.MarkerArrayWriter
+    marker_namespace: str  # the camera's image topic
     placer: TrackPlacer
     intrinsics: object = None  # CameraIntrinsics of the latest camera_info
     # Held while pairing and placing: the image callbacks and the depth callback do, in different threads.
@@ -108,7 +108,7 @@ class Perception:
                               detections_3d=self._node.create_publisher(Detection3DArray, f"{prefix}detections_3d",
                                                                         OUTPUT_QOS),
                               markers=self._node.create_publisher(MarkerArray, f"{prefix}markers", OUTPUT_QOS),
-                              marker_writer=spatial_messages.MarkerArrayWriter(camera_topics.image),
+                              marker_namespace=camera_topics.image,
                               placer=TrackPlacer())
         self._endpoints += [camera.detections_3d, camera.markers]
 
@@ -227,5 +227,6 @@ class Perception:
         depth_camera.detections_3d.publish(spatial_messages.serialized_detection_3d_array(
             published.header, placed, published.detections.scores, published.labels, published.ids))
         if depth_camera.markers.get_subscription_count() > 0:
-            depth_camera.markers.publish(depth_camera.marker_writer.fill(
-                published.header, placed, published.detections.class_ids, published.ids, self._class_names))
+            depth_camera.markers.publish(spatial_messages.serialized_marker_array(
+                published.header, depth_camera.marker_namespace, placed, published.detections.class_ids, published.ids,
+                self._class_names))

@@ -12,6 +12,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detection2DArray, Detection3D, Detection3DArray,
                              ObjectHypothesis, ObjectHypothesisWithPose)
+from visualization_msgs.msg import MarkerArray
 
 from detr_ros.errors import ConfigError
 from detr_ros.ros import detection_cdr, messages, spatial_messages
@@ -127,23 +128,25 @@ def test_the_encoding_check_passes_on_this_middleware():
     detection_cdr.check_encoding()
 
 
-def test_marker_array_writer_reuses_markers_boxes_and_labels_the_current_detections():
-    markers = spatial_messages.MarkerArrayWriter("cam/image")
+def test_marker_array_boxes_and_labels_the_detections_placed_in_3d_after_deleting_the_previous_ones():
     placed = BoxesIn3D(centres=np.array([[0.5, 0.2, 3.0], [9.0, 9.0, 9.0], [-1.0, 0.0, 5.0]]),
                        sizes=np.array([[0.4, 0.6, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]),
                        valid=np.array([True, False, True]))
-    first = markers.fill(header(sec=1), placed, np.array([2, 1, 0]), ["4", "5", ""], NAMES)
-    delete_all, box, label = first.markers[:3]
-    assert delete_all.action == delete_all.DELETEALL and len(first.markers) == 5
+    data = spatial_messages.serialized_marker_array(header(sec=1), "cam/image", placed, np.array([2, 1, 0]),
+                                                    ["4", "5", ""], NAMES)
+    markers = deserialize_message(data, MarkerArray).markers
+    assert len(data) == len(serialize_message(deserialize_message(data, MarkerArray)))
+    delete_all, box, label = markers[:3]
+    assert delete_all.action == delete_all.DELETEALL and len(markers) == 5
+    assert {marker.ns for marker in markers} == {"cam/image"} and {m.header.stamp.sec for m in markers} == {1}
     assert (box.type, box.id, label.type, label.id) == (box.CUBE, 0, label.TEXT_VIEW_FACING, 1)
     assert (box.pose.position.x, box.pose.position.z, box.scale.y, label.text) == (0.5, 3.0, 0.6, "ring #4")
     assert box.pose.orientation.w == 1.0 and label.pose.position.y == pytest.approx(0.2 - 0.3 - 0.12)
     assert (box.color.r, box.color.g, box.color.b) == pytest.approx([c / 255.0 for c in class_colour(2)])
-    assert first.markers[4].text == "bullseye" and first.markers[3].scale.z == 0.01  # a flat object still shows
-    one = BoxesIn3D(centres=placed.centres[2:], sizes=placed.sizes[2:], valid=placed.valid[2:])
-    second = markers.fill(header(sec=2), one, np.array([1]), ["9"], NAMES)
-    assert len(second.markers) == 3 and second.markers[1] is box and second.markers[0].header.stamp.sec == 2
-    assert (box.pose.position.x, second.markers[2].text) == (-1.0, "checker_square #9")
+    assert box.color.a == pytest.approx(0.45) and (label.color.a, label.scale.z) == pytest.approx((1.0, 0.12))
+    assert (box.lifetime.sec, box.lifetime.nanosec, label.lifetime.sec) == (1, 0, 1)
+    assert markers[4].text == "bullseye" and markers[3].scale.z == 0.01  # a flat object still shows
+    assert markers[3].id == 2 and markers[3].pose.position.x == -1.0
 
 
 def test_label_info_maps_indices_to_names():
