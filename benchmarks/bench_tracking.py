@@ -194,6 +194,8 @@ def main():
                  "<= 5%"),
         headline("of that: tracker / 3D placement / Detection3DArray filled and published (ms, medians)",
                  " / ".join(str(ms) for ms in parts_ms.values()), ""),
+        headline("rviz MarkerArray built and published, only while subscribed (ms per frame, median; / node per frame)",
+                 f"{cost['markers_p50_ms']} ({100 * cost['markers_p50_ms'] / cost['node_2d_p50_ms']:.2f}%)", ""),
     ]
     write_result("bench_tracking", f"Tracking and 3D from depth ({args.model.name})", result, headlines, args.out)
     return 0
