@@ -134,6 +134,25 @@ _MARKER_UNUSED_BEFORE_TEXT = _empty_fields("bool", "uint32", "uint32", "string",
 _MARKER_UNUSED_AFTER_TEXT = _empty_fields("string", "string", "uint32", "bool")
 
 
+def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, lifetime_s, text):
+    """One visualization_msgs/Marker appended to the CDR buffer ``data``: header bytes ``head``, namespace
+    string ``ns``, the identity orientation, and none of the fields our markers leave empty."""
+    _align(data, 4)
+    data += head
+    _align(data, 4)
+    data += ns
+    _align(data, 4)
+    data += _MARKER_KIND.pack(marker_id, kind, action)
+    _align(data, 8)
+    data += _MARKER_SHAPE.pack(*position, *_IDENTITY_ORIENTATION, *scale, *colour, int(lifetime_s),
+                               round(lifetime_s % 1.0 * 1e9))
+    data += _MARKER_UNUSED_BEFORE_TEXT
+    _align(data, 4)
+    data += _string(text)
+    _align(data, 4)
+    data += _MARKER_UNUSED_AFTER_TEXT
+
+
 def marker_array(header, namespace, markers):
     """A visualization_msgs/MarkerArray as CDR bytes: first a DELETEALL marker of ``namespace``, then ``markers``.
 
@@ -141,25 +160,11 @@ def marker_array(header, namespace, markers):
     colour (r, g, b, a), lifetime_s, text) each, an ADD of that type in ``namespace``, with the identity
     orientation and nothing else (no points, colours, texture or mesh).
     """
-    data, head = bytearray(_ENCAPSULATION) + _UINT32.pack(len(markers) + 1), _header(header)
-    ns = _string(namespace)
-    delete_all = (0, 0, _DELETEALL, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0, 0, "")
-    for marker_id, kind, action, position, scale, colour, sec, nanosec, text in [delete_all] + [
-            (marker_id, kind, _ADD, position, scale, colour, int(lifetime_s), round(lifetime_s % 1.0 * 1e9), text)
-            for marker_id, kind, position, scale, colour, lifetime_s, text in markers]:
-        _align(data, 4)
-        data += head
-        _align(data, 4)
-        data += ns
-        _align(data, 4)
-        data += _MARKER_KIND.pack(marker_id, kind, action)
-        _align(data, 8)
-        data += _MARKER_SHAPE.pack(*position, *_IDENTITY_ORIENTATION, *scale, *colour, sec, nanosec)
-        data += _MARKER_UNUSED_BEFORE_TEXT
-        _align(data, 4)
-        data += _string(text)
-        _align(data, 4)
-        data += _MARKER_UNUSED_AFTER_TEXT
+    data = bytearray(_ENCAPSULATION) + _UINT32.pack(len(markers) + 1)
+    head, ns = _header(header), _string(namespace)
+    _marker(data, head, ns, 0, 0, _DELETEALL, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, "")
+    for marker_id, kind, position, scale, colour, lifetime_s, text in markers:
+        _marker(data, head, ns, marker_id, kind, _ADD, position, scale, colour, lifetime_s, text)
     return bytes(data)
 
 
