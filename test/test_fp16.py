@@ -3,7 +3,7 @@
 The shipped model is exported with FP16 and measured on held-out synthetic scenes (FP32, the FP16
 file and the emulated-FP16 graph, which stores every intermediate as FP16 would); copies of it edited
 so that FP16 overflows, or loses what one layer computes, are repaired or refused; a copy whose
-encoder scores every position alike is accepted though FP16 selects other queries.
+encoder scores every position alike agrees with FP32 on FP32's queries though FP16 selects others.
 """
 
 import logging
@@ -18,8 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from detr_ros.errors import DetrRosError
 from detr_ros.export.agreement import agreement
-from detr_ros.export.fp16 import (Fp16Plan, check_images, detections, emulated_fp16, make_fp16, measure_activations,
-                                  prepared_for_fp16, rule_fp32_nodes, to_fp16)
+from detr_ros.export.fp16 import (SCORE_P99_BOUND, SELECTION_TOLERANCE, Fp16Plan, check_images, compare_with_fp32,
+                                  detections, emulated_fp16, measure_activations, prepared_for_fp16, range_fp32_nodes,
+                                  rule_fp32_nodes, to_fp16)
 from detr_ros.export.onnx_export import export, write_model
 from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.runtime import Detector
@@ -179,16 +180,25 @@ def tie_query_selection(model, confident_lift=8.0):
 
 def test_fp16_check_compares_on_fp32s_queries_when_ties_decide_the_selection(shipped):
     """FP16 rounding selects other queries among near-equal encoder scores: the detections then differ
-    (every query detects), yet the check passes, since it compares both on FP32's queries and FP16's
-    own selection by FP32's scores."""
+    (every query detects), yet the check's comparisons hold, since it compares both on FP32's queries and
+    FP16's own selection by FP32's scores. Which of the tied queries get selected depends on how a CPU's
+    kernels round, and the boxes of such a model's background queries are loosely determined, so their
+    precision against the bounds is left to the shipped model's tests."""
     model = onnx.load(str(shipped["fp32"]))
     tie_query_selection(model)
     images = check_images(shipped["metadata"])[:4]
-    half, report = make_fp16(model, images)
-    expected, selections = detections(prepared_for_fp16(model), images)
+    prepared = prepared_for_fp16(model)
+    plan = rule_fp32_nodes(prepared)
+    range_fp32_nodes(prepared, measure_activations(prepared, images), plan)
+    half = to_fp16(prepared, plan)
+    compared = compare_with_fp32(prepared, {"fp16": half, "emulated": emulated_fp16(prepared, plan)}, images)
+    expected, selections = detections(prepared, images)
     selected = sum(indices.size for indices, _ in selections)
-    assert report.fp16_file.queries_moved > selected // 10 and report.emulated.queries_moved > selected // 10
-    assert report.fp16_file.detections.pairs > 100 and report.fp16_file.detections.unmatched == []
+    for comparison in compared.values():
+        assert comparison.queries_moved > selected // 10
+        assert comparison.selection_gap <= SELECTION_TOLERANCE
+        assert comparison.detections.pairs > 100 and comparison.detections.unmatched == []
+        assert comparison.detections.score_p99 <= SCORE_P99_BOUND
     # on their own selections the FP16 file detects elsewhere than FP32
     found, _ = detections(half, images)
     assert agreement(expected, found, [tuple(s[0]) for _, s in images]).unmatched
