@@ -18,9 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from detr_ros.errors import DetrRosError
 from detr_ros.export.agreement import agreement
-from detr_ros.export.fp16 import (SCORE_P99_BOUND, SELECTION_TOLERANCE, Fp16Plan, check_images, compare_with_fp32,
-                                  detections, emulated_fp16, measure_activations, prepared_for_fp16, range_fp32_nodes,
-                                  rule_fp32_nodes, to_fp16)
+from detr_ros.export.fp16 import (SCORE_P99_BOUND, SELECTION_TOLERANCE, Fp16Plan, check_images, compared_fp16,
+                                  detections, emulated_fp16, measure_activations, prepared_for_fp16, rule_fp32_nodes,
+                                  to_fp16)
 from detr_ros.export.onnx_export import export, write_model
 from detr_ros.modeling.checkpoint import load_model, save_checkpoint
 from detr_ros.runtime import Detector
@@ -187,14 +187,10 @@ def test_fp16_check_compares_on_fp32s_queries_when_ties_decide_the_selection(shi
     model = onnx.load(str(shipped["fp32"]))
     tie_query_selection(model)
     images = check_images(shipped["metadata"])[:4]
-    prepared = prepared_for_fp16(model)
-    plan = rule_fp32_nodes(prepared)
-    range_fp32_nodes(prepared, measure_activations(prepared, images), plan)
-    half = to_fp16(prepared, plan)
-    compared = compare_with_fp32(prepared, {"fp16": half, "emulated": emulated_fp16(prepared, plan)}, images)
-    expected, selections = detections(prepared, images)
+    half, report = compared_fp16(model, images)
+    expected, selections = detections(prepared_for_fp16(model), images)
     selected = sum(indices.size for indices, _ in selections)
-    for comparison in compared.values():
+    for comparison in (report.fp16_file, report.emulated):
         assert comparison.queries_moved > selected // 10
         assert comparison.selection_gap <= SELECTION_TOLERANCE
         assert comparison.detections.pairs > 100 and comparison.detections.unmatched == []

@@ -551,10 +551,11 @@ def _problem(name, found):
     return None
 
 
-def make_fp16(model_proto, images):
-    """(FP16 ModelProto, Fp16Report) for an exported FP32 graph, checked on ``images`` (check_images).
+def compared_fp16(model_proto, images):
+    """(FP16 ModelProto, Fp16Report) for an exported FP32 graph: the FP16 file and the emulated FP16 graph,
+    both compared with FP32 on ``images`` (check_images), not yet judged against the bounds (make_fp16).
 
-    Raises DetrRosError naming the operators and the figures when FP16 cannot keep FP32's detections.
+    Raises DetrRosError when the emulated FP16 run still overflows with every operator it names kept FP32.
     """
     prepared = prepared_for_fp16(model_proto)
     plan = rule_fp32_nodes(prepared)
@@ -576,11 +577,19 @@ def make_fp16(model_proto, images):
                            f"with {len(plan.fp32_nodes)} operators in FP32; export without FP16")
     half = to_fp16(prepared, plan)
     compared = compare_with_fp32(prepared, {"fp16": half, "emulated": emulated}, images)
-    report = Fp16Report(plan, fp16_weight_fraction(half), compared["fp16"], compared["emulated"], len(images))
+    return half, Fp16Report(plan, fp16_weight_fraction(half), compared["fp16"], compared["emulated"], len(images))
+
+
+def make_fp16(model_proto, images):
+    """(FP16 ModelProto, Fp16Report) for an exported FP32 graph, checked on ``images`` (check_images).
+
+    Raises DetrRosError naming the operators and the figures when FP16 cannot keep FP32's detections.
+    """
+    half, report = compared_fp16(model_proto, images)
     problems = [p for p in (_problem("the FP16 file", report.fp16_file), _problem("the emulated FP16 graph",
                                                                                  report.emulated)) if p]
     if problems:
-        kept = ", ".join(ranged) or "none"
+        kept = ", ".join(report.plan.by_reason("range")) or "none"
         raise DetrRosError(f"FP16 refused, detections differ from FP32: {'; '.join(problems)}. Operators kept "
                            f"FP32 for their range: {kept}")
     return half, report
