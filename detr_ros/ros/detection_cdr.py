@@ -134,9 +134,10 @@ _MARKER_UNUSED_BEFORE_TEXT = _empty_fields("bool", "uint32", "uint32", "string",
 _MARKER_UNUSED_AFTER_TEXT = _empty_fields("string", "string", "uint32", "bool")
 
 
-def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, lifetime_s, text):
+def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, lifetime, text):
     """One visualization_msgs/Marker appended to the CDR buffer ``data``: header bytes ``head``, namespace
-    string ``ns``, the identity orientation, and none of the fields our markers leave empty."""
+    string ``ns``, lifetime (seconds, nanoseconds), the identity orientation, and none of the fields our
+    markers leave empty."""
     _align(data, 4)
     data += head
     _align(data, 4)
@@ -144,8 +145,7 @@ def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, li
     _align(data, 4)
     data += _MARKER_KIND.pack(marker_id, kind, action)
     _align(data, 8)
-    data += _MARKER_SHAPE.pack(*position, *_IDENTITY_ORIENTATION, *scale, *colour, int(lifetime_s),
-                               round(lifetime_s % 1.0 * 1e9))
+    data += _MARKER_SHAPE.pack(*position, *_IDENTITY_ORIENTATION, *scale, *colour, *lifetime)
     data += _MARKER_UNUSED_BEFORE_TEXT
     _align(data, 4)
     data += _string(text)
@@ -153,18 +153,19 @@ def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, li
     data += _MARKER_UNUSED_AFTER_TEXT
 
 
-def marker_array(header, namespace, markers):
+def marker_array(header, namespace, markers, lifetime_s):
     """A visualization_msgs/MarkerArray as CDR bytes: first a DELETEALL marker of ``namespace``, then ``markers``.
 
     header: std_msgs/Header of every marker; markers: (id, type, position (x, y, z), scale (x, y, z),
-    colour (r, g, b, a), lifetime_s, text) each, an ADD of that type in ``namespace``, with the identity
-    orientation and nothing else (no points, colours, texture or mesh).
+    colour (r, g, b, a), text) each, an ADD of that type in ``namespace`` that lives ``lifetime_s``
+    seconds, with the identity orientation and nothing else (no points, colours, texture or mesh).
     """
     data = bytearray(_ENCAPSULATION) + _UINT32.pack(len(markers) + 1)
     head, ns = _header(header), _string(namespace)
-    _marker(data, head, ns, 0, 0, _DELETEALL, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, "")
-    for marker_id, kind, position, scale, colour, lifetime_s, text in markers:
-        _marker(data, head, ns, marker_id, kind, _ADD, position, scale, colour, lifetime_s, text)
+    lifetime = (int(lifetime_s), round(lifetime_s % 1.0 * 1e9))
+    _marker(data, head, ns, 0, 0, _DELETEALL, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), (0, 0), "")
+    for marker_id, kind, position, scale, colour, text in markers:
+        _marker(data, head, ns, marker_id, kind, _ADD, position, scale, colour, lifetime, text)
     return bytes(data)
 
 
@@ -196,9 +197,9 @@ def check_encoding():
              results=[ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id="person", score=0.75),
                                                pose=PoseWithCovariance(pose=centre))])])),
         (marker_array(header, "cam/image", [(0, Marker.CUBE, (0.1, -0.2, 3.0), (0.5, 0.25, 0.1), (1.0, 0.5, 0.25, 0.5),
-                                             1.5, ""),
+                                             ""),
                                             (1, Marker.TEXT_VIEW_FACING, (0.1, -0.5, 3.0), (0.0, 0.0, 0.12),
-                                             (1.0, 1.0, 1.0, 1.0), 1.5, "ring #12")]),
+                                             (1.0, 1.0, 1.0, 1.0), "ring #12")], 1.5),
          MarkerArray(markers=[Marker(header=header, ns="cam/image", action=Marker.DELETEALL)] + [
              Marker(header=header, ns="cam/image", id=marker_id, type=kind, action=Marker.ADD,
                     pose=Pose(position=position), scale=scale, color=colour,

@@ -51,8 +51,7 @@ def serialized_marker_array(header, namespace, placed, class_ids, ids, class_nam
         name = class_label(class_id, class_names, "name")
         text = f"{name} #{track_id}" if track_id else name
         # A flat object still shows.
-        markers.append((2 * index, Marker.CUBE, (x, y, z), (width, height, max(depth, 0.01)), colour,
-                        MARKER_LIFETIME_S, ""))
+        markers.append((2 * index, Marker.CUBE, (x, y, z), (width, height, max(depth, 0.01)), colour, ""))
         markers.append((2 * index + 1, Marker.TEXT_VIEW_FACING, (x, y - height / 2.0 - _TEXT_HEIGHT_M, z),
-                        (0.0, 0.0, _TEXT_HEIGHT_M), _WHITE, MARKER_LIFETIME_S, text))
-    return detection_cdr.marker_array(header, namespace, markers)
+                        (0.0, 0.0, _TEXT_HEIGHT_M), _WHITE, text))
+    return detection_cdr.marker_array(header, namespace, markers, MARKER_LIFETIME_S)
