@@ -78,28 +78,30 @@ class BoxKalman:
         # Random-walk drift: variance grows with the number of reference frames that passed.
         frames = dt_s * _REFERENCE_RATE_HZ
         self.means = self.means + dt_s * self.velocities
-        self.pp = self.pp + dt_s * (2.0 * self.pv + dt_s * self.vv) + (_POSITION_STD * size) ** 2 * frames
-        self.pv = self.pv + dt_s * self.vv
+        velocity_drift = dt_s * self.vv
+        self.pp = self.pp + dt_s * (2.0 * self.pv + velocity_drift) + (_POSITION_STD * size) ** 2 * frames
+        self.pv = self.pv + velocity_drift
         self.vv = self.vv + (_VELOCITY_STD * size) ** 2 * frames
         # A box cannot shrink below a pixel however fast it was shrinking.
         np.maximum(self.means[:, 2:], 1.0, out=self.means[:, 2:])
 
     def update(self, rows, boxes):
         """Correct the filters at ``rows`` (indices [m]) with measured boxes (xyxy [m, 4] pixels)."""
-        rows = np.asarray(rows, np.int64)
-        if not rows.size:
-            return
-        innovation = boxes_to_measurements(boxes) - self.means[rows]
-        pp, pv = self.pp[rows], self.pv[rows]
-        innovation_var = pp + (_POSITION_STD * _size(self.means[rows]))[:, None] ** 2
-        gain_position, gain_velocity = pp / innovation_var, pv / innovation_var
-        self.means[rows] += gain_position * innovation
-        self.velocities[rows] += gain_velocity * innovation
-        self.pp[rows] = pp - gain_position * pp
-        self.pv[rows] = pv - gain_position * pv
-        self.vv[rows] = self.vv[rows] - gain_velocity * pv
+        # Every filter is corrected, those not measured with a gain of 0 (which leaves them as they are): on a few
+        # dozen boxes, whole arrays cost less than gathering the rows and scattering them back.
+        measured = np.zeros((len(self), _MEASURED))
+        measured[rows] = boxes_to_measurements(boxes)
+        is_measured = np.zeros((len(self), 1))
+        is_measured[rows] = 1.0
+        innovation = measured - self.means
+        innovation_var = self.pp + (_POSITION_STD * _size(self.means))[:, None] ** 2
+        gain_position, gain_velocity = self.pp / innovation_var * is_measured, self.pv / innovation_var * is_measured
+        self.means = self.means + gain_position * innovation
+        self.velocities = self.velocities + gain_velocity * innovation
+        self.vv = self.vv - gain_velocity * self.pv
+        self.pp, self.pv = self.pp - gain_position * self.pp, self.pv - gain_position * self.pv
 
     def boxes(self):
         """The filters' current boxes, xyxy [n, 4] pixels."""
-        centre, size = self.means[:, :2], self.means[:, 2:]
-        return np.concatenate([centre - size / 2.0, centre + size / 2.0], axis=1)
+        centre, half_size = self.means[:, :2], self.means[:, 2:] / 2.0
+        return np.concatenate([centre - half_size, centre + half_size], axis=1)

@@ -85,18 +85,22 @@ def iou_matrix(a, b):
 
 
 def without_duplicates(boxes, labels, iou_threshold):
-    """Indices of the boxes left by class-wise non-maximum suppression, in their given order.
+    """Indices of the boxes left by non-maximum suppression, in their given order.
 
-    boxes: [n, 4] xyxy, best score first; labels: [n]. A small RT-DETR, short of training,
-    sometimes answers one object with two queries; its one-to-one matching leaves no other guard.
+    boxes: [n, 4] xyxy, best score first; labels: [n] to suppress within each class only, or None
+    to suppress across classes. A small RT-DETR, short of training, sometimes answers one object
+    with two queries; its one-to-one matching leaves no other guard.
     """
-    # Shifting each class to its own region lets one plain NMS call act per class (OpenCV 4.5 has
-    # no batched NMS); the shift is larger than any box coordinate.
-    boxes = boxes.astype(np.float64)
-    shift = (labels.astype(np.float64) * (np.abs(boxes).max() + 1.0))[:, None]
-    corners = boxes[:, :2] + shift
-    sizes = boxes[:, 2:] - boxes[:, :2]
+    boxes = np.asarray(boxes, np.float64)
+    corners = boxes[:, :2]
+    if labels is not None:
+        # Shifting each class to its own region lets one plain NMS call act per class (OpenCV 4.5 has
+        # no batched NMS); the shift is larger than any box coordinate.
+        corners = corners + (labels.astype(np.float64) * (np.abs(boxes).max() + 1.0))[:, None]
     # NMS needs only the ranking, and ranks are never below its (non-negative) score threshold.
-    ranks = np.arange(len(boxes), 0, -1, dtype=np.float64)
-    kept = cv2.dnn.NMSBoxes(np.hstack([corners, sizes]).tolist(), ranks.tolist(), 0.0, float(iou_threshold))
-    return np.sort(np.asarray(kept, np.int64).reshape(-1))
+    ranks = np.arange(len(boxes), 0, -1, dtype=np.float32)
+    xywh = np.concatenate([corners, boxes[:, 2:] - boxes[:, :2]], axis=1)
+    kept = cv2.dnn.NMSBoxes(xywh, ranks, 0.0, float(iou_threshold))
+    kept = np.asarray(kept, np.int64).reshape(-1)
+    kept.sort()
+    return kept

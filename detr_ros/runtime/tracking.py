@@ -32,7 +32,6 @@ from detr_ros.runtime.box_motion import BoxKalman
 from detr_ros.runtime.detections import (Detections, check_fraction, check_positive_integer, iou_matrix,
                                          without_duplicates)
 
-_TENTATIVE, _TRACKED, _LOST = 0, 1, 2
 # A track may change class (the model hesitates between two on one object), but where two objects
 # cross, the pairing that keeps classes wins unless its boxes fit worse by more than this in IoU.
 CLASS_CHANGE_COST = 0.5
@@ -106,16 +105,19 @@ def match(track_boxes, track_classes, boxes, class_ids, min_iou):
     1 - IoU, plus CLASS_CHANGE_COST where the classes differ."""
     iou = iou_matrix(track_boxes, boxes)
     allowed = iou >= min_iou
-    if not allowed.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     changed = np.asarray(track_classes)[:, None] != np.asarray(class_ids)[None, :]
+    # The assignment pairs every row or column; its forbidden pairs are dropped (all of them where none is allowed).
     rows, cols = linear_sum_assignment(np.where(allowed, 1.0 - iou + CLASS_CHANGE_COST * changed, _FORBIDDEN))
     ok = allowed[rows, cols]
     return rows[ok], cols[ok]
 
 
 class Tracker:
-    """ByteTrack-style tracking of one camera's detections; ``update`` once per frame, in stamp order."""
+    """ByteTrack-style tracking of one camera's detections; ``update`` once per frame, in stamp order.
+
+    A track is tentative while its id is 0; a confirmed one is lost while its latest frame matched
+    no detection (a tentative one unmatched is dropped).
+    """
 
     def __init__(self, settings=None):
         self.settings = settings or TrackerSettings()
@@ -126,8 +128,8 @@ class Tracker:
     def _reset(self):
         self._motion = BoxKalman()
         self._ids = np.zeros(0, np.int64)  # 0 while tentative
-        self._states = np.zeros(0, np.int8)
-        self._hits = np.zeros(0, np.int64)  # consecutive frames matched
+        self._lost = np.zeros(0, bool)  # the latest frame matched no detection
+        self._hits = np.zeros(0, np.int64)  # frames matched in a row, counted while tentative
         self._classes = np.zeros(0, np.int64)
         self._last_strong_ns = np.zeros(0, np.int64)  # stamp of each track's last strong detection
 
@@ -149,63 +151,66 @@ class Tracker:
         class_ids = np.asarray(class_ids, np.int64).reshape(-1)
         self._advance_clock(int(stamp_ns))
 
-        order = np.argsort(-scores, kind="stable")
+        order = (-scores).argsort(kind="stable")
         candidates = np.zeros(len(scores), bool)
-        if len(order):
-            candidates[order[without_duplicates(boxes[order], np.zeros(len(order)), settings.same_object_iou)]] = True
+        candidates[order[without_duplicates(boxes[order], None, settings.same_object_iou)]] = True
         candidates &= scores >= settings.low_score
-        is_strong = scores >= high_score
-        published = candidates & is_strong  # the strong ones, and below the weak ones matched
-        strong = np.flatnonzero(published)
-        weak = np.flatnonzero(candidates & ~published)
-        track_ids = np.zeros(len(scores), np.int64)
+        published = candidates & (scores >= high_score)  # the strong ones, and below the weak ones matched
+        strong = published.nonzero()[0]
+        strong_unmatched = published.copy()
         predicted = self._motion.boxes()
-        matched_tracks, matched_detections = [], []
+        tracks_matched = np.zeros(len(self._ids), bool)
+        matched = []  # (track rows, detection rows) of each stage
 
         def associate(track_rows, detection_rows, min_iou):
-            if not len(track_rows) or not len(detection_rows):
-                return track_rows, detection_rows
+            """Match the rows and mark the pairs matched; returns them (track rows [k], detection rows [k])."""
             rows, cols = match(predicted[track_rows], self._classes[track_rows], boxes[detection_rows],
                                class_ids[detection_rows], min_iou)
-            matched_tracks.extend(track_rows[rows])
-            matched_detections.extend(detection_rows[cols])
-            tracks_left, detections_left = np.ones(len(track_rows), bool), np.ones(len(detection_rows), bool)
-            tracks_left[rows] = detections_left[cols] = False
-            return track_rows[tracks_left], detection_rows[detections_left]
+            pairs = track_rows[rows], detection_rows[cols]
+            tracks_matched[pairs[0]] = True
+            strong_unmatched[pairs[1]] = False
+            matched.append(pairs)
+            return pairs
 
-        confirmed = np.flatnonzero(self._states != _TENTATIVE)
-        confirmed_left, strong_left = associate(confirmed, strong, settings.match_iou)
-        seen_last = confirmed_left[self._states[confirmed_left] == _TRACKED]
-        low_matched_before = len(matched_detections)
-        associate(seen_last, weak, settings.low_match_iou)
-        published[np.asarray(matched_detections[low_matched_before:], np.int64)] = True
-        _, strong_left = associate(np.flatnonzero(self._states == _TENTATIVE), strong_left,
-                                   settings.tentative_match_iou)
+        confirmed = self._ids.nonzero()[0]
+        tentative_count = len(self._ids) - len(confirmed)
+        confirmed_matched = ()
+        if len(confirmed) and len(strong):  # stage 1
+            confirmed_matched, _ = associate(confirmed, strong, settings.match_iou)
+            self._last_strong_ns[confirmed_matched] = stamp_ns
+        if len(confirmed_matched) < len(confirmed):  # stage 2; published holds the strong candidates only so far
+            weak = (candidates ^ published).nonzero()[0]
+            seen_last = (~(tracks_matched | self._lost) & (self._ids != 0)).nonzero()[0] if len(weak) else ()
+            if len(seen_last):
+                published[associate(seen_last, weak, settings.low_match_iou)[1]] = True
+        strong_left = strong_unmatched.nonzero()[0] if tentative_count else ()
+        if len(strong_left):  # stage 3
+            tentative, _ = associate((self._ids == 0).nonzero()[0], strong_left, settings.tentative_match_iou)
+            self._last_strong_ns[tentative] = stamp_ns
+            self._hits[tentative] += 1
+            newly_confirmed = tentative[self._hits[tentative] >= settings.confirm_frames]
+            self._ids[newly_confirmed] = np.arange(self._next_id, self._next_id + len(newly_confirmed))
+            self._next_id += len(newly_confirmed)
 
-        tracks = np.asarray(matched_tracks, np.int64)
-        detections = np.asarray(matched_detections, np.int64)
-        self._motion.update(tracks, boxes[detections])
-        unmatched = np.ones(len(self._ids), bool)
-        unmatched[tracks] = False
-        self._hits[tracks] += 1
-        self._hits[unmatched] = 0
-        self._classes[tracks] = class_ids[detections]
-        self._last_strong_ns[tracks[is_strong[detections]]] = stamp_ns
-        newly_confirmed = tracks[(self._ids[tracks] == 0) & (self._hits[tracks] >= settings.confirm_frames)]
-        self._ids[newly_confirmed] = np.arange(self._next_id, self._next_id + len(newly_confirmed))
-        self._next_id += len(newly_confirmed)
-        self._states[tracks] = np.where(self._ids[tracks] > 0, _TRACKED, _TENTATIVE)
-        just_lost = unmatched & (self._states == _TRACKED)
-        self._states[just_lost] = _LOST
-        self._motion.hold_size(just_lost)
-        track_ids[detections] = self._ids[tracks]
-
-        expired = (stamp_ns - self._last_strong_ns) > settings.lost_timeout_s * 1e9
-        dropped = (unmatched & (self._states == _TENTATIVE)) | expired
-        if dropped.any():
-            self._keep(~dropped)
-        born = strong_left[scores[strong_left] >= high_score + settings.birth_margin]
-        track_ids[born] = self._start_tracks(boxes[born], class_ids[born], stamp_ns)
+        track_ids = np.zeros(len(scores), np.int64)
+        if matched:
+            tracks, detections = (np.concatenate(rows) for rows in zip(*matched))
+            self._motion.update(tracks, boxes[detections])
+            self._classes[tracks] = class_ids[detections]
+            track_ids[detections] = self._ids[tracks]
+        self._lost = ~tracks_matched
+        # Also the tracks lost before: holding their size again changes nothing.
+        self._motion.hold_size(self._lost)
+        kept = (stamp_ns - self._last_strong_ns) <= settings.lost_timeout_s * 1e9
+        if tentative_count:
+            kept &= tracks_matched | (self._ids != 0)
+        kept = kept.nonzero()[0]
+        if len(kept) < len(self._ids):
+            self._keep(kept)
+        born = strong_unmatched.nonzero()[0]
+        if len(born):
+            born = born[scores[born] >= high_score + settings.birth_margin]
+            track_ids[born] = self._start_tracks(boxes[born], class_ids[born], stamp_ns)
         return FrameTracks(published=published, track_ids=track_ids)
 
     def track(self, detections, stamp_ns, high_score):
@@ -232,7 +237,7 @@ class Tracker:
 
     def _keep(self, rows):
         self._motion.keep(rows)
-        self._ids, self._states, self._hits = self._ids[rows], self._states[rows], self._hits[rows]
+        self._ids, self._lost, self._hits = self._ids[rows], self._lost[rows], self._hits[rows]
         self._classes, self._last_strong_ns = self._classes[rows], self._last_strong_ns[rows]
 
     def _start_tracks(self, boxes, class_ids, stamp_ns):
@@ -246,8 +251,7 @@ class Tracker:
         if confirmed_at_once:
             self._next_id += count
         self._ids = np.concatenate([self._ids, new_ids])
-        self._states = np.concatenate([self._states, np.full(count, _TRACKED if confirmed_at_once else _TENTATIVE,
-                                                             np.int8)])
+        self._lost = np.concatenate([self._lost, np.zeros(count, bool)])
         self._hits = np.concatenate([self._hits, np.ones(count, np.int64)])
         self._classes = np.concatenate([self._classes, class_ids])
         self._last_strong_ns = np.concatenate([self._last_strong_ns, np.full(count, stamp_ns, np.int64)])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from detr_ros.errors import ConfigError
+from detr_ros.runtime.box_motion import BoxKalman
 from detr_ros.runtime.detections import Detections
 from detr_ros.runtime.tracking import Tracker, TrackerSettings
 from detr_ros.synthetic.video import SceneVideo
@@ -108,6 +109,17 @@ def test_one_object_answered_as_two_classes_is_one_track():
         found, ids = tracker.track(_frame([[10, 10, 60, 60], [11, 10, 61, 60]], [0.9, 0.6], [0, 3]),
                                    step * FRAME_NS, HIGH)
     assert ids.tolist() == [1] and found.class_ids.tolist() == [0]
+
+
+def test_a_box_filter_update_changes_the_measured_boxes_only():
+    motion = BoxKalman()
+    motion.add(np.array([[10, 10, 50, 50], [100, 100, 140, 160], [200, 20, 230, 90]], np.float64))
+    motion.predict(0.1)
+    before = [state.copy() for state in (motion.means, motion.velocities, motion.pp, motion.pv, motion.vv)]
+    motion.update(np.array([1]), np.array([[104, 100, 144, 160]], np.float64))
+    after = (motion.means, motion.velocities, motion.pp, motion.pv, motion.vv)
+    for old, new in zip(before, after):
+        assert np.array_equal(old[[0, 2]], new[[0, 2]]) and not np.array_equal(old[1], new[1])
 
 
 @pytest.mark.parametrize("next_stamp_ns", [-FRAME_NS, 60 * 1_000_000_000], ids=["backwards", "long_pause"])
