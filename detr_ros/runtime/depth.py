@@ -47,6 +47,16 @@ class CameraIntrinsics:
                               "lengths K[0], K[4] and a positive image size")
         return CameraIntrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height))
 
+    @property
+    def focal_lengths(self):
+        """[2] fx, fy (px)."""
+        return np.array([self.fx, self.fy])
+
+    @property
+    def principal_point(self):
+        """[2] cx, cy (px)."""
+        return np.array([self.cx, self.cy])
+
     def k_matrix(self):
         """The 9 values of CameraInfo's K, row-major."""
         return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
@@ -105,16 +115,17 @@ def depth_in_metres(depth, encoding):
     raise ConfigError(f"depth encoding {encoding!r}, expected one of {', '.join(DEPTH_ENCODINGS)}")
 
 
-def back_project(u, v, z, intrinsics):
-    """Camera-frame points [..., 3] (metres) of pixel coordinates u, v (CameraInfo convention) at depths z."""
-    u, v, z = np.broadcast_arrays(np.asarray(u, np.float64), np.asarray(v, np.float64), np.asarray(z, np.float64))
-    return np.stack([(u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z], axis=-1)
+def back_project(uv, z, intrinsics):
+    """Camera-frame points [..., 3] (metres) of pixel coordinates uv [..., 2] (u, v; CameraInfo convention) at
+    depths z [...]."""
+    z = np.asarray(z, np.float64)[..., None]
+    return np.concatenate([(uv - intrinsics.principal_point) * z / intrinsics.focal_lengths, z], axis=-1)
 
 
 def box_centres(boxes):
-    """Pixel coordinates (u, v) [n] each of xyxy pixel-edge boxes' centres, in CameraInfo's convention."""
+    """Pixel coordinates (u, v) [n, 2] of xyxy pixel-edge boxes' centres [n, 4], in CameraInfo's convention."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return (boxes[:, 0] + boxes[:, 2]) / 2.0 - 0.5, (boxes[:, 1] + boxes[:, 3]) / 2.0 - 0.5
+    return (boxes[:, :2] + boxes[:, 2:]) / 2.0 - 0.5
 
 
 def _inner_grid(boxes, settings, width, height):
@@ -125,7 +136,8 @@ def _inner_grid(boxes, settings, width, height):
     half = settings.inner_fraction / 2.0
     centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2.0, boxes[:, 2:] - boxes[:, :2]
     start = centre - extent * half  # [n, 2] pixel edges of the inner part
-    grid = np.floor(start[:, :, None] + (2.0 * half * extent)[:, :, None] * _grid_steps(side)).astype(np.intp)
+    # Truncating is flooring wherever the clamp to the image leaves a value.
+    grid = (start[:, :, None] + (2.0 * half * extent)[:, :, None] * _grid_steps(side)).astype(np.intp)
     np.maximum(grid, 0, out=grid)
     return np.minimum(grid, np.array([[width - 1], [height - 1]]), out=grid)
 
@@ -141,16 +153,17 @@ def _in_other_boxes(grid, boxes):
 
     grid: [n, 2, k] pixel columns and rows of each box's grid (_inner_grid); boxes: [n, 4] xyxy."""
     count, _, side = grid.shape
-    centres = grid + 0.5
-    columns, rows = centres[:, 0].reshape(-1, 1), centres[:, 1].reshape(-1, 1)  # [n * k, 1]
-    # in_x[i, a, j]: column a of box i's grid is within box j's width; in_y[i, b, j] likewise for row b.
-    in_x = ((columns >= boxes[:, 0]) & (columns < boxes[:, 2])).reshape(count, side, count)
-    in_y = ((rows >= boxes[:, 1]) & (rows < boxes[:, 3])).reshape(count, side, count)
+    # within[0, j, i * k + a]: column a of box i's grid is within box j's width; within[1, j, i * k + b] likewise
+    # for row b and box j's height. The samples, the long axis, innermost.
+    centres = (grid + 0.5).transpose(1, 0, 2).reshape(2, 1, count * side)
+    within = (centres >= boxes[:, :2].T[:, :, None]) & (centres < boxes[:, 2:].T[:, :, None])
+    within = within.reshape(2, count, count, side)
     itself = np.arange(count)
-    in_x[itself, :, itself] = False
+    within[0, itself, itself] = False
+    within = within.astype(np.float32)
     # Grid pixel (row b, column a) of box i is in box j when both its row and column are: summed over j,
     # one batched product of [k, n] by [n, k] per box.
-    return np.matmul(in_y.astype(np.float32), in_x.transpose(0, 2, 1).astype(np.float32)) > 0.0
+    return np.matmul(within[1].transpose(1, 2, 0), within[0].transpose(1, 0, 2)) > 0.0
 
 
 def _sample_inner_parts(depth, encoding, boxes, settings):
@@ -162,16 +175,14 @@ def _sample_inner_parts(depth, encoding, boxes, settings):
     """
     height, width = depth.shape
     grid = _inner_grid(boxes, settings, width, height)
-    readings = depth_in_metres(depth[grid[:, 1, :, None], grid[:, 0, None, :]], encoding)  # [n, k, k]
+    pixels = grid[:, 1, :, None] * width + grid[:, 0, None, :]  # [n, k, k] row-major indices
+    readings = depth_in_metres(depth.reshape(-1).take(pixels), encoding).reshape(len(boxes), -1)
     # A box wholly outside the image has no readings of its own.
-    outside = (boxes[:, 2] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 3] <= 0) | (boxes[:, 1] >= height)
-    readings[outside] = np.nan
-    readings = readings.reshape(len(boxes), -1)
+    readings[((boxes[:, 2:] <= 0) | (boxes[:, :2] >= (width, height))).any(axis=1)] = np.nan
     if len(boxes) > 1:
         valid = np.isfinite(readings)
         shared = _in_other_boxes(grid, boxes).reshape(len(boxes), -1)
-        own_count = np.count_nonzero(valid & ~shared, axis=1)
-        enough = own_count >= settings.min_unshared_fraction * np.count_nonzero(valid, axis=1)
+        enough = (valid & ~shared).sum(axis=1) >= settings.min_unshared_fraction * valid.sum(axis=1)
         readings[shared & enough[:, None]] = np.nan
     return readings
 
@@ -202,8 +213,7 @@ def object_surfaces(readings, settings, expected=None):
     run_row = first // width
     # A run ends where the next one starts, or at its row's last reading.
     size = np.minimum(np.append(first[1:], rows * width), run_row * width + count[run_row]) - first
-    flat = ordered.reshape(-1)
-    medians = _run_quantiles(flat, first, size, (0.5,))[:, 0]
+    low, medians, high = _run_quantiles(ordered.reshape(-1), first, size, (0.1, 0.5, 0.9)).T  # [runs] each
     target = np.zeros(rows) if expected is None else np.asarray(expected, np.float64)
     mismatch = np.full(rows * width, np.inf)  # at each run's first reading
     mismatch[first] = np.where(size >= settings.min_surface_fraction * count[run_row],
@@ -211,11 +221,9 @@ def object_surfaces(readings, settings, expected=None):
     # Each row's best run: the least mismatch; of equal ones, the first (the nearer).
     best = np.argmin(mismatch.reshape(rows, width), axis=1) + np.arange(rows) * width
     found = np.isfinite(mismatch[best])
-    sizes = np.zeros(rows * width, np.intp)
-    sizes[first] = size
-    low, median, high = _run_quantiles(flat, best[found], sizes[best[found]], (0.1, 0.5, 0.9)).T
+    runs = np.searchsorted(first, best[found])
     distances, spreads = np.full(rows, np.nan), np.full(rows, np.nan)
-    distances[found], spreads[found] = median, high - low
+    distances[found], spreads[found] = medians[runs], high[runs] - low[runs]
     return distances, spreads
 
 
@@ -240,10 +248,9 @@ def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encod
                                              expected)
     else:
         distances, spreads = np.zeros(0), np.zeros(0)
-    u, v = box_centres(boxes)
-    centres = back_project(u, v, distances, intrinsics)
-    sizes = np.stack([(boxes[:, 2] - boxes[:, 0]) * distances / intrinsics.fx,
-                      (boxes[:, 3] - boxes[:, 1]) * distances / intrinsics.fy, spreads], axis=1)
+    centres = back_project(box_centres(boxes), distances, intrinsics)
+    extents = (boxes[:, 2:] - boxes[:, :2]) * distances[:, None] / intrinsics.focal_lengths
+    sizes = np.concatenate([extents, spreads[:, None]], axis=1)
     return BoxesIn3D(centres=centres, sizes=sizes, valid=np.isfinite(distances))
 
 

@@ -155,8 +155,7 @@ class SceneVideo:
             depth[cover] = distances[track_id] = self._distances[layer]
         annotations = []
         for item in composition.annotations(min_visible=_MIN_VISIBLE_IN_FRAME):
-            u, v = box_centres([item.box])
-            position = back_project(u[0], v[0], distances[item.track_id], self.intrinsics)
+            position = back_project(box_centres([item.box])[0], distances[item.track_id], self.intrinsics)
             annotations.append(dataclasses.replace(item, position=tuple(position.tolist())))
         rng = np.random.default_rng([self.seed, 1, index])
         return VideoFrame(camera_effects(composition.image, self._camera, rng), depth, annotations)
