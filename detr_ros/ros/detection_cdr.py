@@ -25,13 +25,12 @@ _UINT32 = struct.Struct("<I")
 _STAMP = struct.Struct("<iI")
 _ONE = _UINT32.pack(1)  # results: one hypothesis
 _ZERO_PADDING = bytes(8)
-_ZERO_COVARIANCE = bytes(36 * 8)
-_FLOAT64 = struct.Struct("<d")
-_SIZE_3D = struct.Struct("<3d")
-_BOX_2D = struct.Struct("<5d")  # centre x, y, theta, size x, y
-_POSE = struct.Struct("<7d")  # position x, y, z, orientation x, y, z, w
-# A hypothesis's pose (position 0, identity orientation) and its 36 zero covariances, for 2D detections.
-_IDENTITY_POSE_WITH_COVARIANCE = _POSE.pack(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + _ZERO_COVARIANCE
+# What follows a detection's class: the hypothesis's score, its pose (position, orientation x, y, z, w) and the
+# pose's 36 covariances, all zero; then the box. A pose's orientation is the identity: three zeros, then w = 1.
+# 2D: score, w; the box's centre x, y, theta and size x, y.
+_SCORE_AND_BOX_2D = struct.Struct("<d48xd288x5d")
+# 3D: score, position x, y, z, w; the box's centre (position x, y, z, w) and size x, y, z.
+_SCORE_AND_BOX_3D = struct.Struct("<d3d24xd288x3d24xd3d")
 _MARKER_KIND = struct.Struct("<3i")  # id, type, action
 # Position, identity orientation, scale, colour (RGBA) and lifetime (seconds, nanoseconds).
 _MARKER_SHAPE = struct.Struct("<3d4d3d4fiI")
@@ -56,23 +55,20 @@ def _header(header):
 
 
 def _start(header, count):
-    """A CDR buffer holding an array's header and its detection count; and the header's bytes, which each
-    detection repeats (aligned to 4)."""
+    """A CDR buffer holding an array's header and its detection count; and the bytes each detection starts
+    with, from a 4-aligned position: the header again, padded to 4, and its count of hypotheses (one)."""
     head = _header(header)
     data = bytearray(_ENCAPSULATION) + head
     _align(data, 4)
     data += _UINT32.pack(count)
-    return data, head
+    return data, head + _ZERO_PADDING[:-len(head) % 4] + _ONE
 
 
-def _hypothesis(data, head, label, score):
-    """A detection's header and its one hypothesis's class and score, ending where its pose starts."""
+def _hypothesis(data, detection_start, label):
+    """A detection's start (_start) and its one hypothesis's class, ending 8-aligned, where its score starts."""
     _align(data, 4)
-    data += head
-    _align(data, 4)
-    data += _ONE + _string(label)
+    data += detection_start + _string(label)
     _align(data, 8)
-    data += _FLOAT64.pack(score)
 
 
 def detection_2d_array(header, boxes, scores, labels, ids=None):
@@ -85,13 +81,13 @@ def detection_2d_array(header, boxes, scores, labels, ids=None):
     box and one hypothesis, whose pose is the identity with zero covariance.
     rclpy.serialization.deserialize_message reads the bytes back.
     """
-    data, head = _start(header, len(labels))
+    data, detection_start = _start(header, len(labels))
     ids = [""] * len(labels) if ids is None else ids
     for (x0, y0, x1, y1), score, label, track_id in zip(boxes.tolist(), scores.tolist(), labels, ids):
-        _hypothesis(data, head, label, score)
+        _hypothesis(data, detection_start, label)
         # The doubles end 8-aligned, so the id string needs no padding.
-        data += (_IDENTITY_POSE_WITH_COVARIANCE + _BOX_2D.pack((x0 + x1) / 2.0, (y0 + y1) / 2.0, 0.0, x1 - x0, y1 - y0)
-                 + _string(track_id))
+        data += _SCORE_AND_BOX_2D.pack(score, 1.0, (x0 + x1) / 2.0, (y0 + y1) / 2.0, 0.0, x1 - x0, y1 - y0)
+        data += _string(track_id)
     return bytes(data)
 
 
@@ -102,12 +98,12 @@ def detection_3d_array(header, centres, sizes, scores, labels, ids):
     detection_2d_array; ids required). Each detection's box is axis-aligned (identity orientation)
     about its centre, and its one hypothesis has the box's centre as its pose.
     """
-    data, head = _start(header, len(labels))
-    for (x, y, z), size, score, label, track_id in zip(centres.tolist(), sizes.tolist(), scores.tolist(), labels,
-                                                       ids):
-        _hypothesis(data, head, label, score)
-        pose = _POSE.pack(x, y, z, 0.0, 0.0, 0.0, 1.0)
-        data += pose + _ZERO_COVARIANCE + pose + _SIZE_3D.pack(*size) + _string(track_id)
+    data, detection_start = _start(header, len(labels))
+    for (x, y, z), (size_x, size_y, size_z), score, label, track_id in zip(centres.tolist(), sizes.tolist(),
+                                                                           scores.tolist(), labels, ids):
+        _hypothesis(data, detection_start, label)
+        data += _SCORE_AND_BOX_3D.pack(score, x, y, z, 1.0, x, y, z, 1.0, size_x, size_y, size_z)
+        data += _string(track_id)
     return bytes(data)
 
 
