@@ -167,7 +167,8 @@ def _in_other_boxes(grid, boxes):
 
 
 def _sample_inner_parts(depth, encoding, boxes, settings):
-    """Depth readings on an even grid over each box's inner part: [n, k * k] metres (NaN: none).
+    """Depth readings on an even grid over each box's inner part: [n, k * k] metres (NaN: none), and how many
+    each row holds [n].
 
     depth: [H, W] as its encoding (depth_in_metres), of which only the grid's pixels are converted.
     Readings inside other boxes are left out where ``min_unshared_fraction`` of them remain, so
@@ -179,12 +180,15 @@ def _sample_inner_parts(depth, encoding, boxes, settings):
     readings = depth_in_metres(depth.reshape(-1).take(pixels), encoding).reshape(len(boxes), -1)
     # A box wholly outside the image has no readings of its own.
     readings[((boxes[:, 2:] <= 0) | (boxes[:, :2] >= (width, height))).any(axis=1)] = np.nan
+    valid = np.isfinite(readings)
+    counts = valid.sum(axis=1)
     if len(boxes) > 1:
-        valid = np.isfinite(readings)
         shared = _in_other_boxes(grid, boxes).reshape(len(boxes), -1)
-        enough = (valid & ~shared).sum(axis=1) >= settings.min_unshared_fraction * valid.sum(axis=1)
+        unshared_counts = (valid & ~shared).sum(axis=1)
+        enough = unshared_counts >= settings.min_unshared_fraction * counts
         readings[shared & enough[:, None]] = np.nan
-    return readings
+        counts = np.where(enough, unshared_counts, counts)
+    return readings, counts
 
 
 def _run_quantiles(flat, first, size, qs):
@@ -197,15 +201,14 @@ def _run_quantiles(flat, first, size, qs):
     return low + (flat[above] - low) * (position - below)
 
 
-def object_surfaces(readings, settings, expected=None):
+def object_surfaces(readings, count, settings, expected=None):
     """Distance (median) and depth spread (10th to 90th percentile) [n] each of the object's surface in each
-    row of readings [n, m] (metres, NaN: none). A surface is a run of depths without a gap above
+    row of readings [n, m] (metres, NaN: none) holding ``count`` [n] readings each. A surface is a run of depths without a gap above
     ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings; the object's is the one whose
     median is nearest ``expected`` [n] (metres; 0, the default: the surface nearest the camera). NaN where
     there is none."""
     ordered = np.sort(readings, axis=1)  # NaN last
     rows, width = ordered.shape
-    count = np.count_nonzero(np.isfinite(ordered), axis=1)
     # Runs over the readings of all rows end to end: a run starts at a row's first reading and after each gap.
     starts = np.arange(width) < count[:, None]
     starts[:, 1:] &= (ordered[:, 1:] - ordered[:, :-1]) > settings.surface_gap * ordered[:, 1:]
@@ -244,7 +247,7 @@ def locate_boxes(depth, boxes, intrinsics, settings=None, image_size=None, encod
     if image_size is not None and tuple(image_size) != (width, height):
         boxes = boxes * np.array([width / image_size[0], height / image_size[1]] * 2)
     if len(boxes):
-        distances, spreads = object_surfaces(_sample_inner_parts(depth, encoding, boxes, settings), settings,
+        distances, spreads = object_surfaces(*_sample_inner_parts(depth, encoding, boxes, settings), settings,
                                              expected)
     else:
         distances, spreads = np.zeros(0), np.zeros(0)
