@@ -50,18 +50,17 @@ def _align(data, size):
 
 
 def _header(header):
-    """A std_msgs/Header's CDR bytes (from a 4-aligned position)."""
-    return _STAMP.pack(header.stamp.sec, header.stamp.nanosec) + _string(header.frame_id)
+    """A std_msgs/Header's CDR bytes from a 4-aligned position, padded to end 4-aligned (every field after a
+    header in these messages is aligned to 4 at least)."""
+    head = _STAMP.pack(header.stamp.sec, header.stamp.nanosec) + _string(header.frame_id)
+    return head + _ZERO_PADDING[:-len(head) % 4]
 
 
 def _start(header, count):
     """A CDR buffer holding an array's header and its detection count; and the bytes each detection starts
-    with, from a 4-aligned position: the header again, padded to 4, and its count of hypotheses (one)."""
+    with, from a 4-aligned position: the header again and its count of hypotheses (one)."""
     head = _header(header)
-    data = bytearray(_ENCAPSULATION) + head
-    _align(data, 4)
-    data += _UINT32.pack(count)
-    return data, head + _ZERO_PADDING[:-len(head) % 4] + _ONE
+    return bytearray(_ENCAPSULATION) + head + _UINT32.pack(count), head + _ONE
 
 
 def _hypothesis(data, detection_start, label):
@@ -135,9 +134,7 @@ def _marker(data, head, ns, marker_id, kind, action, position, scale, colour, li
     string ``ns``, lifetime (seconds, nanoseconds), the identity orientation, and none of the fields our
     markers leave empty."""
     _align(data, 4)
-    data += head
-    _align(data, 4)
-    data += ns
+    data += head + ns
     _align(data, 4)
     data += _MARKER_KIND.pack(marker_id, kind, action)
     _align(data, 8)
