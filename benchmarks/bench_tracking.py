@@ -150,7 +150,7 @@ def per_frame_cost(model, frames, objects):
             publish_markers(spatial_messages.serialized_marker_array(header, "bench", placed, published.class_ids, ids,
                                                                      names))
             markers_ms.append(1e3 * (time.perf_counter() - started))
-        cycles_ms = executor_cycles(node, detector, rendered[0], depth_images[0], camera_infos[0])
+        cycles_ms = executor_cycles(node, detector, rendered[0], video.intrinsics)
         perception.close()
     finally:
         node.destroy_node()
@@ -161,30 +161,33 @@ def per_frame_cost(model, frames, objects):
             float(np.median(markers_ms[5:])), cycles_ms)
 
 
-def executor_cycles(node, detector, frame, depth_image, camera_info, rounds=30):
+def executor_cycles(node, detector, frame, intrinsics, rounds=30):
     """Medians (ms) of the node's executor taking one message and running its callback, right after a
-    Detector call: a 640x480 rgb8 image to a callback that does nothing, and the depth image and
-    camera_info to the node's callbacks on ``node`` (Perception's). Each message is a copy of the
-    middleware's and a pass over the node's waitables before the callback runs: time the node spends
-    per message that its per-frame time, taken from the callback on, leaves out."""
+    Detector call: a 640x480 rgb8 image to a callback that does nothing, and a 16UC1 depth image and a
+    camera_info to the node's own callbacks on ``node`` (Perception's). Taking a message means a pass over
+    all of the node's waitables, then the message copied out of the middleware into a Python object: time
+    the node spends on each message before its callback, which the per-frame time above leaves out."""
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
 
     from detr_ros.ros import messages
+    from detr_ros.ros.depth_messages import camera_info_message, depth_image_message
     from detr_ros.ros.leader_follower import LeaderFollowerExecutor
 
     node.create_subscription(Image, "bench/image", lambda message: None, QoSProfile(depth=1))
-    sent = {"image": (node.create_publisher(Image, "bench/image", 1), messages.image_message(
-                camera_info.header, frame.bgr[:, :, ::-1], "rgb8")),
-            "depth image": (node.create_publisher(Image, "bench/depth/image_raw", 1), depth_image),
-            "camera_info": (node.create_publisher(CameraInfo, "bench/depth/camera_info", 1), camera_info)}
+    sent = {"image": (Image, "bench/image", messages.image_message(Header(), frame.bgr[:, :, ::-1], "rgb8")),
+            "depth image": (Image, "bench/depth/image_raw", depth_image_message(Header(), frame.depth_m, "16UC1")),
+            "camera_info": (CameraInfo, "bench/depth/camera_info", camera_info_message(Header(), intrinsics))}
+    sent = {kind: (node.create_publisher(message_type, topic, 1), message)
+            for kind, (message_type, topic, message) in sent.items()}
     executor = LeaderFollowerExecutor(context=node.context)
     executor.add_node(node)
     time.sleep(1.0)  # the subscriptions meet the publishers
     cycles = {kind: [] for kind in sent}
     for round_index in range(rounds):
         for kind, (publisher, message) in sent.items():
-            message.header.stamp.sec += 1  # after every frame before it
+            message.header.stamp.sec = 1000 + round_index  # after the frames timed before
             publisher.publish(message)
             time.sleep(0.02)  # delivered: the cycle then takes it without waiting
             detector.detect(frame.bgr, "bgr")
