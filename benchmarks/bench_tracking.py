@@ -81,7 +81,7 @@ def per_frame_cost(model, frames, objects):
     from visualization_msgs.msg import MarkerArray
 
     from detr_ros.ros import detection_cdr, messages, spatial_messages
-    from detr_ros.ros.depth_messages import camera_info_message, depth_image_message
+    from detr_ros.ros.depth_messages import camera_info_message, decode_depth_message, depth_image_message
     from detr_ros.ros.detector_parameters import PARAMETERS, SPECS, camera_topics
     from detr_ros.ros.perception import Perception
     from detr_ros.runtime.cpu_int8 import choose_cpu_model
@@ -144,8 +144,9 @@ def per_frame_cost(model, frames, objects):
             added_ms.append(1e3 * (finished - labelled + tracked - started))
             for part, ms in zip(parts_ms, (received - started, tracked - received, finished - labelled)):
                 parts_ms[part].append(1e3 * ms)
-            placed = locate_boxes(np.frombuffer(depth_images[index].data, "<u2").reshape(480, 640), published.boxes,
-                                  video.intrinsics, encoding="16UC1")
+            # The markers' boxes, placed again untimed: the node places each frame once, for both outputs.
+            depth, encoding = decode_depth_message(depth_images[index])
+            placed = locate_boxes(depth, published.boxes, video.intrinsics, encoding=encoding)
             started = time.perf_counter()
             publish_markers(spatial_messages.serialized_marker_array(header, "bench", placed, published.class_ids, ids,
                                                                      names))
@@ -176,11 +177,12 @@ def executor_cycles(node, detector, frame, intrinsics, rounds=30):
     from detr_ros.ros.leader_follower import LeaderFollowerExecutor
 
     node.create_subscription(Image, "bench/image", lambda message: None, QoSProfile(depth=1))
-    sent = {"image": (Image, "bench/image", messages.image_message(Header(), frame.bgr[:, :, ::-1], "rgb8")),
-            "depth image": (Image, "bench/depth/image_raw", depth_image_message(Header(), frame.depth_m, "16UC1")),
-            "camera_info": (CameraInfo, "bench/depth/camera_info", camera_info_message(Header(), intrinsics))}
-    sent = {kind: (node.create_publisher(message_type, topic, 1), message)
-            for kind, (message_type, topic, message) in sent.items()}
+    sent = {"image": (node.create_publisher(Image, "bench/image", 1),
+                      messages.image_message(Header(), frame.bgr[:, :, ::-1], "rgb8")),
+            "depth image": (node.create_publisher(Image, "bench/depth/image_raw", 1),
+                            depth_image_message(Header(), frame.depth_m, "16UC1")),
+            "camera_info": (node.create_publisher(CameraInfo, "bench/depth/camera_info", 1),
+                            camera_info_message(Header(), intrinsics))}
     executor = LeaderFollowerExecutor(context=node.context)
     executor.add_node(node)
     time.sleep(1.0)  # the subscriptions meet the publishers

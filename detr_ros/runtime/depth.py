@@ -47,12 +47,13 @@ class CameraIntrinsics:
                               "lengths K[0], K[4] and a positive image size")
         return CameraIntrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height))
 
-    @property
+    # Cached: a placement reads them more than once, and they never change (frozen).
+    @functools.cached_property
     def focal_lengths(self):
         """[2] fx, fy (px)."""
         return np.array([self.fx, self.fy])
 
-    @property
+    @functools.cached_property
     def principal_point(self):
         """[2] cx, cy (px)."""
         return np.array([self.cx, self.cy])
@@ -203,10 +204,10 @@ def _run_quantiles(flat, first, size, qs):
 
 def object_surfaces(readings, count, settings, expected=None):
     """Distance (median) and depth spread (10th to 90th percentile) [n] each of the object's surface in each
-    row of readings [n, m] (metres, NaN: none) holding ``count`` [n] readings each. A surface is a run of depths without a gap above
-    ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings; the object's is the one whose
-    median is nearest ``expected`` [n] (metres; 0, the default: the surface nearest the camera). NaN where
-    there is none."""
+    row of readings [n, m] (metres, NaN: none) holding ``count`` [n] readings each. A surface is a run of
+    depths without a gap above ``surface_gap`` that holds ``min_surface_fraction`` of the row's readings;
+    the object's is the one whose median is nearest ``expected`` [n] (metres; 0, the default: the surface
+    nearest the camera). NaN where there is none."""
     ordered = np.sort(readings, axis=1)  # NaN last
     rows, width = ordered.shape
     # Runs over the readings of all rows end to end: a run starts at a row's first reading and after each gap.
